@@ -1,0 +1,354 @@
+//! Every setting of tokenlife, read once from environment variables into a typed [`Config`].
+//!
+//! A bad value fails at start with a [`ConfigError`] naming the variable; nothing reads the
+//! environment after start. The README documents each variable and its default.
+
+use std::fmt;
+
+use crate::keys::SigningAlgorithm;
+
+/// The largest request body any route accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `iss` of every access token; `None` means "the server's own base URL" (serve sets it).
+    pub issuer: Option<String>,
+    /// `aud` of every access token, and the only audience accepted on verification.
+    pub audience: String,
+    /// Access-token lifetime, seconds.
+    pub access_ttl_secs: u64,
+    /// Absolute refresh-session lifetime, seconds: no session outlives it.
+    pub refresh_ttl_secs: u64,
+    /// Idle timeout of a refresh session, seconds; 0 disables.
+    pub refresh_idle_secs: u64,
+    /// How long a just-spent refresh token still yields the same successor; 0 disables.
+    pub refresh_grace_secs: u64,
+    /// Clock-skew allowance on exp/nbf/iat, seconds.
+    pub leeway_secs: u64,
+    pub algorithm: SigningAlgorithm,
+    /// Browser origins allowed to call with credentials (CORS) and to refresh by cookie.
+    pub cors_origins: Vec<String>,
+    /// Whether login and refresh also set the refresh token as an HttpOnly cookie.
+    pub refresh_cookie: bool,
+    /// `Cache-Control: max-age` of the JWKS, seconds.
+    pub jwks_max_age_secs: u64,
+    pub argon2: Argon2Params,
+}
+
+/// argon2id cost parameters (OWASP's first recommendation by default: 19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: "tokenlife".to_owned(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            refresh_idle_secs: 0,
+            refresh_grace_secs: 5,
+            leeway_secs: 30,
+            algorithm: SigningAlgorithm::Es256,
+            cors_origins: Vec::new(),
+            refresh_cookie: true,
+            jwks_max_age_secs: 300,
+            argon2: Argon2Params::default(),
+        }
+    }
+}
+
+/// A setting that could not be used; names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let defaults = Config::default();
+        let config = Config {
+            issuer: env.text("TOKENLIFE_ISSUER")?.map(parse_issuer).transpose()?,
+            audience: env
+                .text("TOKENLIFE_AUDIENCE")?
+                .unwrap_or(defaults.audience),
+            access_ttl_secs: env
+                .seconds("TOKENLIFE_ACCESS_TTL", 1..=86_400)?
+                .unwrap_or(defaults.access_ttl_secs),
+            refresh_ttl_secs: env
+                .seconds("TOKENLIFE_REFRESH_TTL", 60..=366 * 86_400)?
+                .unwrap_or(defaults.refresh_ttl_secs),
+            refresh_idle_secs: env
+                .seconds("TOKENLIFE_REFRESH_IDLE", 0..=366 * 86_400)?
+                .unwrap_or(defaults.refresh_idle_secs),
+            refresh_grace_secs: env
+                .seconds("TOKENLIFE_REFRESH_GRACE", 0..=300)?
+                .unwrap_or(defaults.refresh_grace_secs),
+            leeway_secs: env
+                .seconds("TOKENLIFE_LEEWAY", 0..=600)?
+                .unwrap_or(defaults.leeway_secs),
+            algorithm: match env.text("TOKENLIFE_ALG")? {
+                None => defaults.algorithm,
+                Some(name) => SigningAlgorithm::from_name(&name).ok_or(ConfigError {
+                    variable: "TOKENLIFE_ALG",
+                    problem: format!("expected ES256 or RS256, got {name:?}"),
+                })?,
+            },
+            cors_origins: match env.text("TOKENLIFE_CORS_ORIGINS")? {
+                None => Vec::new(),
+                Some(list) => parse_origins(&list)?,
+            },
+            refresh_cookie: env
+                .boolean("TOKENLIFE_REFRESH_COOKIE")?
+                .unwrap_or(defaults.refresh_cookie),
+            jwks_max_age_secs: env
+                .seconds("TOKENLIFE_JWKS_MAX_AGE", 0..=86_400)?
+                .unwrap_or(defaults.jwks_max_age_secs),
+            argon2: Argon2Params {
+                memory_kib: env
+                    .number("TOKENLIFE_ARGON2_MEMORY_KIB", 8..=4 * 1024 * 1024)?
+                    .unwrap_or(defaults.argon2.memory_kib),
+                iterations: env
+                    .number("TOKENLIFE_ARGON2_ITERATIONS", 1..=100)?
+                    .unwrap_or(defaults.argon2.iterations),
+                parallelism: env
+                    .number("TOKENLIFE_ARGON2_PARALLELISM", 1..=64)?
+                    .unwrap_or(defaults.argon2.parallelism),
+            },
+        };
+        if config.argon2.memory_kib < 8 * config.argon2.parallelism {
+            return Err(ConfigError {
+                variable: "TOKENLIFE_ARGON2_MEMORY_KIB",
+                problem: "must be at least 8 KiB per lane of TOKENLIFE_ARGON2_PARALLELISM".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The issuer, or `fallback` when none was configured.
+    pub fn issuer_or(&self, fallback: &str) -> String {
+        self.issuer.clone().unwrap_or_else(|| fallback.to_owned())
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// A set, non-empty value (an empty variable counts as unset).
+    fn text(&self, variable: &'static str) -> Result<Option<String>, ConfigError> {
+        Ok(self.0(variable).filter(|v| !v.trim().is_empty()))
+    }
+
+    fn number(
+        &self,
+        variable: &'static str,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> Result<Option<u32>, ConfigError> {
+        self.seconds(variable, (*range.start() as u64)..=(*range.end() as u64))
+            .map(|v| v.map(|n| n as u32))
+    }
+
+    fn seconds(
+        &self,
+        variable: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
+        let Some(text) = self.text(variable)? else {
+            return Ok(None);
+        };
+        let value: u64 = text.trim().parse().map_err(|_| ConfigError {
+            variable,
+            problem: format!("expected a whole number, got {text:?}"),
+        })?;
+        if !range.contains(&value) {
+            return Err(ConfigError {
+                variable,
+                problem: format!(
+                    "{value} is outside {}..={}",
+                    range.start(),
+                    range.end()
+                ),
+            });
+        }
+        Ok(Some(value))
+    }
+
+    fn boolean(&self, variable: &'static str) -> Result<Option<bool>, ConfigError> {
+        let Some(text) = self.text(variable)? else {
+            return Ok(None);
+        };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(ConfigError {
+                variable,
+                problem: format!("expected true or false, got {text:?}"),
+            }),
+        }
+    }
+}
+
+fn parse_issuer(text: String) -> Result<String, ConfigError> {
+    let issuer = text.trim().trim_end_matches('/').to_owned();
+    if origin_of(&issuer).is_none() {
+        return Err(ConfigError {
+            variable: "TOKENLIFE_ISSUER",
+            problem: format!("expected an http(s) URL such as https://auth.example.com, got {text:?}"),
+        });
+    }
+    Ok(issuer)
+}
+
+fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let item = item.trim_end_matches('/');
+            match origin_of(item) {
+                Some(origin) if origin == item.to_ascii_lowercase() => Ok(origin),
+                _ => Err(ConfigError {
+                    variable: "TOKENLIFE_CORS_ORIGINS",
+                    problem: format!(
+                        "expected origins like https://app.example.com (scheme, host, optional port; no path), got {item:?}"
+                    ),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The origin (`scheme://host[:port]`, lower-cased) of an http(s) URL, or `None`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty()
+        || authority.contains('@')
+        || !authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+impl fmt::Display for Config {
+    /// A summary for start-up logs: no secrets live in the config, so all of it can be shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "issuer={} audience={} alg={} access_ttl={}s refresh_ttl={}s refresh_idle={}s grace={}s leeway={}s cookie={} cors={:?}",
+            self.issuer.as_deref().unwrap_or("(server URL)"),
+            self.audience,
+            self.algorithm.name(),
+            self.access_ttl_secs,
+            self.refresh_ttl_secs,
+            self.refresh_idle_secs,
+            self.refresh_grace_secs,
+            self.leeway_secs,
+            self.refresh_cookie,
+            self.cors_origins,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        assert_eq!(config_from(&[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let config = config_from(&[
+            ("TOKENLIFE_ISSUER", "https://auth.example.com/"),
+            ("TOKENLIFE_ACCESS_TTL", "60"),
+            ("TOKENLIFE_REFRESH_GRACE", "0"),
+            ("TOKENLIFE_ALG", "rs256"),
+            ("TOKENLIFE_CORS_ORIGINS", "https://app.example.com, http://localhost:5173"),
+            ("TOKENLIFE_REFRESH_COOKIE", "false"),
+        ])
+        .unwrap();
+        assert_eq!(config.issuer.as_deref(), Some("https://auth.example.com"));
+        assert_eq!(config.access_ttl_secs, 60);
+        assert_eq!(config.refresh_grace_secs, 0);
+        assert_eq!(config.algorithm, SigningAlgorithm::Rs256);
+        assert_eq!(
+            config.cors_origins,
+            vec!["https://app.example.com", "http://localhost:5173"]
+        );
+        assert!(!config.refresh_cookie);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (variable, value) in [
+            ("TOKENLIFE_ACCESS_TTL", "fifteen"),
+            ("TOKENLIFE_ACCESS_TTL", "0"),
+            ("TOKENLIFE_REFRESH_GRACE", "-1"),
+            ("TOKENLIFE_ALG", "HS256"),
+            ("TOKENLIFE_ALG", "none"),
+            ("TOKENLIFE_ISSUER", "auth.example.com"),
+            ("TOKENLIFE_CORS_ORIGINS", "https://app.example.com/path"),
+            ("TOKENLIFE_CORS_ORIGINS", "*"),
+            ("TOKENLIFE_REFRESH_COOKIE", "maybe"),
+            ("TOKENLIFE_LEEWAY", "100000"),
+        ] {
+            let error = config_from(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+            assert!(error.to_string().contains(variable));
+        }
+    }
+
+    #[test]
+    fn origin_of_normalises() {
+        assert_eq!(
+            origin_of("HTTPS://Auth.Example.com:8443/x?y").as_deref(),
+            Some("https://auth.example.com:8443")
+        );
+        assert_eq!(origin_of("ftp://x"), None);
+        assert_eq!(origin_of("https://user@host"), None);
+        assert_eq!(origin_of("https://"), None);
+    }
+}

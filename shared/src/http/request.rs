@@ -1,0 +1,168 @@
+//! Reading requests: body size limit, form or JSON parameters (each a string, none twice, no
+//! NUL), cookies, the bearer token, the base path under which API Gateway deployed us, and
+//! the caller's origin.
+
+use std::collections::HashMap;
+
+use lambda_http::{Body, Request, RequestExt, request::RequestContext};
+
+use crate::config::{MAX_BODY_BYTES, origin_of};
+use crate::error::Error;
+use crate::token::{MAX_TOKEN_BYTES, TokenError};
+
+/// Request parameters from a form-encoded or JSON body.
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    pub fn required(&self, name: &str) -> Result<String, Error> {
+        self.optional(name)
+            .ok_or_else(|| Error::invalid_request(format!("missing parameter {name:?}")))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub fn body_bytes(request: &Request) -> Result<&[u8], Error> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(Error::PayloadTooLarge);
+    }
+    Ok(bytes)
+}
+
+/// Parses the body as `application/x-www-form-urlencoded` or `application/json` (an object
+/// whose members are strings; `null` counts as absent). An empty body without a content
+/// type is no parameters.
+pub fn params(request: &Request) -> Result<Params, Error> {
+    let body = body_bytes(request)?;
+    let media_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let mut params = HashMap::new();
+    match media_type.as_deref() {
+        None | Some("") if body.is_empty() => {}
+        Some("application/x-www-form-urlencoded") => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| Error::invalid_request("the form body is not UTF-8"))?;
+            for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+                insert_once(&mut params, name.into_owned(), value.into_owned())?;
+            }
+        }
+        Some("application/json") => {
+            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+                .map_err(|_| Error::invalid_request("the body is not a JSON object"))?;
+            for (name, value) in object {
+                match value {
+                    serde_json::Value::String(text) => insert_once(&mut params, name, text)?,
+                    serde_json::Value::Null => {}
+                    _ => {
+                        return Err(Error::invalid_request(format!(
+                            "parameter {name:?} must be a string"
+                        )));
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(Error::UnsupportedMediaType(
+                "send application/x-www-form-urlencoded or application/json".into(),
+            ));
+        }
+    }
+    Ok(Params(params))
+}
+
+fn insert_once(params: &mut HashMap<String, String>, name: String, value: String) -> Result<(), Error> {
+    if value.contains('\0') || name.contains('\0') {
+        return Err(Error::invalid_request("parameters must not contain NUL bytes"));
+    }
+    if params.contains_key(&name) {
+        return Err(Error::invalid_request(format!("parameter {name:?} appears twice")));
+    }
+    params.insert(name, value);
+    Ok(())
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
+pub fn bearer_token(request: &Request) -> Result<&str, Error> {
+    let value = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .ok_or(Error::InvalidToken(TokenError::Missing))?;
+    let value = value
+        .to_str()
+        .map_err(|_| Error::InvalidToken(TokenError::Malformed))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(Error::InvalidToken(TokenError::Missing))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::InvalidToken(TokenError::Missing));
+    }
+    let token = token.trim();
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Error::InvalidToken(TokenError::TooLarge));
+    }
+    Ok(token)
+}
+
+/// The caller's origin: the `Origin` header, or lacking it the origin of `Referer`.
+pub fn caller_origin(request: &Request) -> Option<String> {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && *v != "null")
+    };
+    header(http::header::ORIGIN)
+        .or_else(|| header(http::header::REFERER))
+        .and_then(origin_of)
+}
+
+/// The path prefix API Gateway put before our routes (its stage, when not `$default`), and
+/// the route path after it.
+pub fn split_base_path(request: &Request) -> (String, String) {
+    let path = request.uri().path().to_owned();
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+        _ => None,
+    };
+    if let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") {
+        let prefix = format!("/{stage}");
+        if let Some(rest) = path.strip_prefix(&prefix)
+            && rest.starts_with('/')
+        {
+            return (prefix, rest.to_owned());
+        }
+    }
+    (String::new(), path)
+}

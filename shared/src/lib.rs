@@ -1,0 +1,36 @@
+//! tokenlife: the token-lifecycle library shared by every Lambda function and the CLI.
+//!
+//! It issues short-lived JWT access tokens (RFC 9068 profile) and long-lived opaque refresh
+//! tokens, rotates refresh tokens atomically with reuse detection and a grace window
+//! (RFC 9700), revokes tokens at once (RFC 7009), and publishes its public keys (RFC 7517).
+//!
+//! One module per concept:
+//! - [`config`]: every setting, read once from the environment.
+//! - [`clock`]: the time source (real or manual, for tests).
+//! - [`secrets`]: random bytes, base64url, SHA-256, constant-time comparison.
+//! - [`keys`]: signers (local keys today), public keys as JWKs, the key ring.
+//! - [`token`]: access-token claims, encoding and verification.
+//! - [`refresh`]: the opaque refresh-token format and its sealing of successors.
+//! - [`passwords`]: argon2id hashing and constant-time-ish verification.
+//! - [`store`]: storage traits and the in-memory implementation.
+//! - [`service`]: the lifecycle operations (login, refresh, revoke, authorize, jwks).
+//! - [`http`]: request parsing, routing, responses, cookies, CORS, error mapping.
+//! - [`app`]: wiring the pieces together for the embedded (in-memory) default.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod passwords;
+pub mod refresh;
+pub mod secrets;
+pub mod service;
+pub mod store;
+pub mod token;
+
+pub use app::App;
+pub use config::Config;
+pub use error::Error;
+pub use service::TokenService;

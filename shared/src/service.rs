@@ -1,0 +1,478 @@
+//! The lifecycle operations — login, refresh (rotation, grace window, reuse detection),
+//! revoke, user-wide revocation, authorize (verify + revocation check), JWKS and metadata.
+//! Knows nothing of HTTP; every dependency comes in through [`TokenService::new`].
+//!
+//! Round trips per operation (the figures the DynamoDB backend must keep):
+//! login = 1 user read + 1 sign + 1 write; refresh = 1 session read + 1 sign + 1 conditional
+//! write (a grace-window retry: 1 read + 1 revocation read + 1 sign, no write);
+//! authorize = 1 revocation lookup of the `jti`, `sid` and `sub` entries together.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::keys::{JwkSet, KeyRing};
+use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
+use crate::refresh::{RefreshToken, new_reuse_key, new_session_id, session_created_ms};
+use crate::secrets::{b64url, constant_time_eq, random_bytes};
+use crate::store::{
+    ReplaceOutcome, Revocation, RevocationKey, Rotation, Session, SessionStore, User, UserStore,
+};
+use crate::token::{AccessClaims, AccessTokenVerifier, TokenError, sign_access_token};
+
+/// The scope that allows the admin routes.
+pub const ADMIN_SCOPE: &str = "admin";
+const MAX_USERNAME_CHARS: usize = 128;
+const MAX_CLIENT_ID_CHARS: usize = 128;
+/// How many times a refresh re-reads the session after losing a race.
+const MAX_REFRESH_ATTEMPTS: usize = 4;
+
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    pub client_id: Option<String>,
+    /// Space-separated subset of the user's scopes; all of them when absent.
+    pub scope: Option<String>,
+}
+
+pub struct RefreshRequest {
+    pub refresh_token: String,
+    pub client_id: Option<String>,
+    /// Space-separated subset of the session's scope.
+    pub scope: Option<String>,
+}
+
+/// A successful login or refresh (RFC 6749 section 5.1). Holds credentials: no Debug.
+#[derive(Serialize)]
+pub struct TokenGrant {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub scope: String,
+}
+
+/// What a revocation request ended up revoking (the answer is 200 either way, RFC 7009).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// A refresh token: its whole session and the session's access tokens.
+    Session,
+    AccessToken,
+    /// Unknown, malformed, foreign or already useless token.
+    Nothing,
+}
+
+pub struct TokenService {
+    config: Config,
+    issuer: String,
+    users: Arc<dyn UserStore>,
+    sessions: Arc<dyn SessionStore>,
+    keys: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+    passwords: Arc<PasswordHasher>,
+    verifier: AccessTokenVerifier,
+}
+
+impl TokenService {
+    pub fn new(
+        config: Config,
+        issuer: String,
+        users: Arc<dyn UserStore>,
+        sessions: Arc<dyn SessionStore>,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        passwords: Arc<PasswordHasher>,
+    ) -> Self {
+        let verifier = AccessTokenVerifier::new(&issuer, &config.audience, config.leeway_secs);
+        Self {
+            config,
+            issuer,
+            users,
+            sessions,
+            keys,
+            clock,
+            passwords,
+            verifier,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Creates or replaces a user (operators and `serve --user`).
+    pub async fn put_user(&self, username: &str, password: &str, scopes: Vec<String>) -> Result<User, Error> {
+        check_username(username)?;
+        check_password(password)?;
+        let existing = self.users.find_user(username).await?;
+        let hasher = self.passwords.clone();
+        let password = password.to_owned();
+        let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(|_| Error::Internal)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                Error::Internal
+            })?;
+        let user = User {
+            id: existing.map(|u| u.id).unwrap_or_else(|| b64url(&random_bytes::<16>())),
+            username: username.to_owned(),
+            password_hash,
+            scopes,
+            disabled: false,
+        };
+        self.users.put_user(&user).await?;
+        Ok(user)
+    }
+
+    /// Password login: a new session, its first refresh token and an access token.
+    pub async fn login(&self, request: LoginRequest) -> Result<TokenGrant, Error> {
+        check_username(&request.username)?;
+        check_password(&request.password)?;
+        let client_id = check_client_id(request.client_id)?;
+        let user = self.users.find_user(&request.username).await?;
+        let hasher = self.passwords.clone();
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = request.password;
+        // Unknown users are checked against a dummy hash: same work, same answer.
+        let password_ok =
+            tokio::task::spawn_blocking(move || hasher.verify(&password, stored_hash.as_deref()))
+                .await
+                .map_err(|_| Error::Internal)?;
+        let user = match user {
+            Some(user) if password_ok && !user.disabled => user,
+            _ => return Err(Error::invalid_grant("invalid username or password")),
+        };
+        let scope = narrow_scope(&user.scopes.join(" "), request.scope.as_deref())?;
+
+        let now_ms = self.clock.now_ms();
+        let session_id = new_session_id(now_ms);
+        let reuse_key = new_reuse_key();
+        let refresh = RefreshToken::issue(&session_id, 0, &reuse_key);
+        let session = Session {
+            id: session_id,
+            user_id: user.id,
+            scope: scope.clone(),
+            client_id,
+            created_ms: now_ms,
+            expires_at: now_ms / 1000 + self.config.refresh_ttl_secs,
+            last_used_ms: now_ms,
+            generation: 0,
+            current_hash: refresh.hash(),
+            reuse_key,
+            last_rotation: None,
+            ended: false,
+        };
+        // Sign first: if signing fails, nothing has been written.
+        let access_token = self.issue_access_token(&session, &scope).await?;
+        self.sessions.create_session(&session).await?;
+        tracing::info!(user = %session.user_id, "login");
+        Ok(self.grant(access_token, &refresh, scope))
+    }
+
+    /// Rotates a refresh token: exactly one rotation per token, however many concurrent
+    /// requests present it; a retry inside the grace window gets the same successor; a spent
+    /// token outside it ends the session (RFC 9700 reuse detection).
+    pub async fn refresh(&self, request: RefreshRequest) -> Result<TokenGrant, Error> {
+        let presented = RefreshToken::parse(&request.refresh_token)
+            .ok_or_else(|| Error::invalid_grant("malformed refresh token"))?;
+        let client_id = check_client_id(request.client_id)?;
+        let unusable = || Error::invalid_grant("refresh token is invalid, expired or revoked");
+
+        for _ in 0..MAX_REFRESH_ATTEMPTS {
+            let session = self
+                .sessions
+                .find_session(presented.session_id())
+                .await?
+                .ok_or_else(unusable)?;
+            // A guess (real session id, made-up secret) changes nothing.
+            if !presented.is_genuine(&session.reuse_key) {
+                return Err(unusable());
+            }
+            let now_ms = self.clock.now_ms();
+            if session.ended || session.expires_at <= now_ms / 1000 {
+                return Err(unusable());
+            }
+            if client_id.is_some() && session.client_id.is_some() && client_id != session.client_id {
+                return Err(Error::invalid_grant("refresh token was issued to another client"));
+            }
+            let scope = narrow_scope(&session.scope, request.scope.as_deref())?;
+
+            if presented.generation() == session.generation {
+                if !constant_time_eq(&presented.hash(), &session.current_hash) {
+                    return Err(unusable());
+                }
+                let idle = self.config.refresh_idle_secs;
+                if idle > 0 && now_ms.saturating_sub(session.last_used_ms) > idle * 1000 {
+                    return Err(Error::invalid_grant("the session has been idle too long"));
+                }
+                let successor = RefreshToken::issue(&session.id, session.generation + 1, &session.reuse_key);
+                let updated = Session {
+                    generation: session.generation + 1,
+                    current_hash: successor.hash(),
+                    last_used_ms: now_ms,
+                    last_rotation: Some(Rotation {
+                        at_ms: now_ms,
+                        sealed_successor: presented.seal_successor(&successor),
+                    }),
+                    ..session.clone()
+                };
+                // Sign before the conditional write; hand out tokens only after it won.
+                let access_token = self.issue_access_token(&session, &scope).await?;
+                match self.sessions.replace_session(&updated, session.generation).await? {
+                    ReplaceOutcome::Replaced => return Ok(self.grant(access_token, &successor, scope)),
+                    ReplaceOutcome::Conflict => continue,
+                    ReplaceOutcome::Ended => return Err(unusable()),
+                }
+            }
+
+            if presented.generation() + 1 == session.generation
+                && let Some(rotation) = &session.last_rotation
+                && self.config.refresh_grace_secs > 0
+                && now_ms.saturating_sub(rotation.at_ms) <= self.config.refresh_grace_secs * 1000
+            {
+                // Idempotent retry of the rotation that just happened: the same successor.
+                let successor = presented
+                    .open_successor(&rotation.sealed_successor)
+                    .filter(|s| constant_time_eq(&s.hash(), &session.current_hash))
+                    .ok_or_else(unusable)?;
+                if self.user_revocation_covers(&session).await? {
+                    return Err(unusable());
+                }
+                let access_token = self.issue_access_token(&session, &scope).await?;
+                return Ok(self.grant(access_token, &successor, scope));
+            }
+
+            if presented.generation() < session.generation {
+                self.end_session(&session).await?;
+                tracing::warn!(user = %session.user_id, "refresh token reuse detected; session ended");
+                return Err(Error::invalid_grant(
+                    "refresh token was already used; the session has been revoked",
+                ));
+            }
+            return Err(unusable());
+        }
+        Err(Error::Unavailable("too many concurrent refreshes; retry".into()))
+    }
+
+    /// RFC 7009 revocation of a refresh or access token. Unknown tokens are not an error.
+    pub async fn revoke(&self, token: &str, _token_type_hint: Option<&str>) -> Result<Revoked, Error> {
+        // The hint only saves a lookup; the token's shape tells the type exactly.
+        if let Some(refresh) = RefreshToken::parse(token) {
+            let Some(session) = self.sessions.find_session(refresh.session_id()).await? else {
+                return Ok(Revoked::Nothing);
+            };
+            if !refresh.is_genuine(&session.reuse_key) || session.ended {
+                return Ok(Revoked::Nothing);
+            }
+            self.end_session(&session).await?;
+            tracing::info!(user = %session.user_id, "session revoked");
+            return Ok(Revoked::Session);
+        }
+        let Ok(claims) = self.verifier.verify_ignoring_time(&self.keys, token) else {
+            return Ok(Revoked::Nothing);
+        };
+        let until = claims.exp.saturating_add(self.config.leeway_secs);
+        if until <= self.clock.now_secs() {
+            return Ok(Revoked::Nothing); // already useless
+        }
+        self.sessions
+            .put_revocation(&Revocation {
+                key: RevocationKey::Token(claims.jti),
+                expires_at: until,
+                sessions_created_until_ms: 0,
+            })
+            .await?;
+        tracing::info!(user = %claims.sub, "access token revoked");
+        Ok(Revoked::AccessToken)
+    }
+
+    /// Revokes every session and access token of `username` in one write. Needs the admin
+    /// scope. Sessions created after this moment (a new login) are not affected.
+    pub async fn revoke_user(&self, caller: &AccessClaims, username: &str) -> Result<(), Error> {
+        if !caller.has_scope(ADMIN_SCOPE) {
+            return Err(Error::InsufficientScope(ADMIN_SCOPE));
+        }
+        check_username(username)?;
+        let user = self
+            .users
+            .find_user(username)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))?;
+        let now_ms = self.clock.now_ms();
+        let longest = self.config.refresh_ttl_secs.max(self.config.access_ttl_secs);
+        self.sessions
+            .put_revocation(&Revocation {
+                key: RevocationKey::User(user.id.clone()),
+                expires_at: now_ms / 1000 + longest + self.config.leeway_secs + 1,
+                sessions_created_until_ms: now_ms,
+            })
+            .await?;
+        tracing::info!(user = %user.id, admin = %caller.sub, "all sessions of user revoked");
+        Ok(())
+    }
+
+    /// Verifies a bearer access token: signature with the key its `kid` names (algorithm
+    /// pinned by the key), `typ`, `iss`, `aud`, times, then revocation of its `jti`, `sid`
+    /// or `sub` in one lookup.
+    pub async fn authorize(&self, bearer: &str) -> Result<AccessClaims, Error> {
+        let now_secs = self.clock.now_secs();
+        let claims = self.verifier.verify(&self.keys, bearer, now_secs)?;
+        let keys = [
+            RevocationKey::Token(claims.jti.clone()),
+            RevocationKey::Session(claims.sid.clone()),
+            RevocationKey::User(claims.sub.clone()),
+        ];
+        let entries = self.sessions.find_revocations(&keys).await?;
+        let session_created = session_created_ms(&claims.sid);
+        let revoked = entries.iter().any(|entry| {
+            entry.expires_at > now_secs
+                && match entry.key {
+                    RevocationKey::User(_) => {
+                        session_created.is_none_or(|created| created <= entry.sessions_created_until_ms)
+                    }
+                    _ => true,
+                }
+        });
+        if revoked {
+            return Err(TokenError::Revoked.into());
+        }
+        Ok(claims)
+    }
+
+    pub fn jwks(&self) -> JwkSet {
+        self.keys.jwks()
+    }
+
+    /// RFC 8414 authorization server metadata.
+    pub fn metadata(&self) -> serde_json::Value {
+        let issuer = &self.issuer;
+        serde_json::json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/token"),
+            "revocation_endpoint": format!("{issuer}/revoke"),
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "userinfo_endpoint": format!("{issuer}/userinfo"),
+            "grant_types_supported": ["password", "refresh_token"],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_signing_alg_values_supported": [self.config.algorithm.name()],
+        })
+    }
+
+    async fn issue_access_token(&self, session: &Session, scope: &str) -> Result<String, Error> {
+        let now = self.clock.now_secs();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: session.user_id.clone(),
+            aud: self.config.audience.clone(),
+            exp: now + self.config.access_ttl_secs,
+            iat: now,
+            nbf: now,
+            jti: b64url(&random_bytes::<16>()),
+            client_id: session.client_id.clone(),
+            scope: scope.to_owned(),
+            sid: session.id.clone(),
+        };
+        Ok(sign_access_token(&self.keys, &claims).await?)
+    }
+
+    fn grant(&self, access_token: String, refresh: &RefreshToken, scope: String) -> TokenGrant {
+        TokenGrant {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.config.access_ttl_secs,
+            refresh_token: refresh.expose(),
+            scope,
+        }
+    }
+
+    /// Ends a session and revokes its access tokens (every one expires within the access
+    /// lifetime plus leeway, so the `sid` entry lives that long).
+    async fn end_session(&self, session: &Session) -> Result<(), Error> {
+        let revocation = Revocation {
+            key: RevocationKey::Session(session.id.clone()),
+            expires_at: self.clock.now_secs() + self.config.access_ttl_secs + self.config.leeway_secs + 1,
+            sessions_created_until_ms: 0,
+        };
+        Ok(self.sessions.end_session(&session.id, &revocation).await?)
+    }
+
+    async fn user_revocation_covers(&self, session: &Session) -> Result<bool, Error> {
+        let now = self.clock.now_secs();
+        let entries = self
+            .sessions
+            .find_revocations(&[RevocationKey::User(session.user_id.clone())])
+            .await?;
+        Ok(entries
+            .iter()
+            .any(|e| e.expires_at > now && session.created_ms <= e.sessions_created_until_ms))
+    }
+}
+
+fn check_username(username: &str) -> Result<(), Error> {
+    if username.is_empty() || username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(Error::invalid_request(format!(
+            "username must be 1 to {MAX_USERNAME_CHARS} characters"
+        )));
+    }
+    if username.chars().any(char::is_control) {
+        return Err(Error::invalid_request("username must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_password(password: &str) -> Result<(), Error> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::invalid_request(format!(
+            "password must be at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_client_id(client_id: Option<String>) -> Result<Option<String>, Error> {
+    match client_id {
+        Some(id) if id.is_empty() => Ok(None),
+        Some(id)
+            if id.chars().count() > MAX_CLIENT_ID_CHARS
+                || !id.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Err(Error::invalid_request(format!(
+                "client_id must be 1 to {MAX_CLIENT_ID_CHARS} printable ASCII characters"
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The requested scopes if they are all within `granted`; all of `granted` if none asked.
+fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error> {
+    let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(granted.to_owned());
+    };
+    let granted: Vec<&str> = granted.split(' ').filter(|s| !s.is_empty()).collect();
+    let mut wanted: Vec<&str> = Vec::new();
+    for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+        if !granted.contains(&scope) {
+            return Err(Error::InvalidScope(format!(
+                "scope {scope:?} is not granted to this user"
+            )));
+        }
+        if !wanted.contains(&scope) {
+            wanted.push(scope);
+        }
+    }
+    Ok(wanted.join(" "))
+}
+
+#[cfg(test)]
+mod tests;

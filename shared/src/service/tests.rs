@@ -1,0 +1,390 @@
+//! Unit tests of the lifecycle logic on the in-memory store, a local signer and a manual
+//! clock: rotation, grace window, reuse detection, revocation and user-wide revocation.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::app::App;
+use crate::clock::ManualClock;
+use crate::config::Argon2Params;
+use crate::store::MemoryStore;
+
+const START_MS: u64 = 1_800_000_000_000;
+
+struct Fixture {
+    service: Arc<TokenService>,
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+}
+
+fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
+    let mut config = Config {
+        argon2: Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        refresh_grace_secs: 5,
+        ..Config::default()
+    };
+    edit(&mut config);
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let app = App::embedded(config, "https://issuer.test", clock.clone()).unwrap();
+    Fixture {
+        service: app.service,
+        store: app.store,
+        clock,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+impl Fixture {
+    async fn add_user(&self, name: &str, scopes: &[&str]) {
+        self.service
+            .put_user(name, &format!("pw-of-{name}"), scopes.iter().map(|s| s.to_string()).collect())
+            .await
+            .unwrap();
+    }
+
+    async fn login(&self, name: &str) -> TokenGrant {
+        self.service
+            .login(LoginRequest {
+                username: name.into(),
+                password: format!("pw-of-{name}"),
+                client_id: None,
+                scope: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn refresh(&self, token: &str) -> Result<TokenGrant, Error> {
+        self.service
+            .refresh(RefreshRequest {
+                refresh_token: token.into(),
+                client_id: None,
+                scope: None,
+            })
+            .await
+    }
+}
+
+fn assert_invalid_grant<T>(result: Result<T, Error>) {
+    match result {
+        Err(Error::InvalidGrant(_)) => {}
+        Err(other) => panic!("expected invalid_grant, got {other:?}"),
+        Ok(_) => panic!("expected invalid_grant, got success"),
+    }
+}
+
+#[tokio::test]
+async fn login_issues_verifiable_tokens() {
+    let f = fixture();
+    f.add_user("alice", &["user", "admin"]).await;
+    let grant = f.login("alice").await;
+    assert_eq!(grant.token_type, "Bearer");
+    assert_eq!(grant.expires_in, 900);
+    assert_eq!(grant.scope, "user admin");
+    let claims = f.service.authorize(&grant.access_token).await.unwrap();
+    assert_eq!(claims.iss, "https://issuer.test");
+    assert_eq!(claims.aud, "tokenlife");
+    assert_eq!(claims.exp, claims.iat + 900);
+    assert_eq!(claims.sid, grant.refresh_token.split('.').next().unwrap());
+    // A refresh token is not a bearer token.
+    assert!(matches!(
+        f.service.authorize(&grant.refresh_token).await,
+        Err(Error::InvalidToken(TokenError::Malformed))
+    ));
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
+    let f = fixture();
+    f.add_user("alice", &["user"]).await;
+    let attempt = |username: &str, password: &str| {
+        f.service.login(LoginRequest {
+            username: username.into(),
+            password: password.into(),
+            client_id: None,
+            scope: None,
+        })
+    };
+    let wrong = attempt("alice", "nope").await.err().unwrap();
+    let unknown = attempt("mallory", "nope").await.err().unwrap();
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong, Error::invalid_grant("invalid username or password"));
+    let mut user = f.store.find_user("alice").await.unwrap().unwrap();
+    user.disabled = true;
+    f.store.put_user(&user).await.unwrap();
+    assert_eq!(attempt("alice", "pw-of-alice").await.err().unwrap(), wrong);
+    assert_eq!(f.store.session_count(), 0);
+}
+
+#[tokio::test]
+async fn scopes_can_be_narrowed_not_widened() {
+    let f = fixture();
+    f.add_user("bob", &["user"]).await;
+    let request = |scope: &str| LoginRequest {
+        username: "bob".into(),
+        password: "pw-of-bob".into(),
+        client_id: Some("cli".into()),
+        scope: Some(scope.into()),
+    };
+    assert_eq!(f.service.login(request("user")).await.unwrap().scope, "user");
+    assert!(matches!(f.service.login(request("user admin")).await, Err(Error::InvalidScope(_))));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_spent_tokens_are_reuse() {
+    let f = fixture_with(|c| c.refresh_grace_secs = 0);
+    f.add_user("alice", &["user"]).await;
+    let first = f.login("alice").await;
+    let second = f.refresh(&first.refresh_token).await.unwrap();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    let third = f.refresh(&second.refresh_token).await.unwrap();
+    f.service.authorize(&third.access_token).await.unwrap();
+
+    // The first token, two generations old, comes back: theft. The session ends...
+    let error = f.refresh(&first.refresh_token).await.err().unwrap();
+    assert!(error.to_string().contains("already used"), "{error}");
+    // ...with its current refresh token and every access token it issued.
+    assert_invalid_grant(f.refresh(&third.refresh_token).await);
+    for token in [&first.access_token, &second.access_token, &third.access_token] {
+        assert!(matches!(
+            f.service.authorize(token).await,
+            Err(Error::InvalidToken(TokenError::Revoked))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn grace_window_returns_the_same_successor_then_becomes_reuse() {
+    let f = fixture_with(|c| c.refresh_grace_secs = 5);
+    f.add_user("alice", &["user"]).await;
+    let first = f.login("alice").await;
+    let second = f.refresh(&first.refresh_token).await.unwrap();
+    f.clock.advance_secs(3);
+    let retry = f.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(retry.refresh_token, second.refresh_token);
+    assert_ne!(retry.access_token, second.access_token);
+    // The successor still works and rotates normally.
+    f.clock.advance_secs(3);
+    let third = f.refresh(&second.refresh_token).await.unwrap();
+    // Outside the window the spent token is reuse.
+    assert_invalid_grant(f.refresh(&first.refresh_token).await);
+    assert_invalid_grant(f.refresh(&third.refresh_token).await);
+}
+
+#[tokio::test]
+async fn just_spent_token_after_the_window_is_reuse() {
+    let f = fixture_with(|c| c.refresh_grace_secs = 2);
+    f.add_user("alice", &["user"]).await;
+    let first = f.login("alice").await;
+    let second = f.refresh(&first.refresh_token).await.unwrap();
+    f.clock.advance_ms(2_001);
+    assert_invalid_grant(f.refresh(&first.refresh_token).await);
+    assert_invalid_grant(f.refresh(&second.refresh_token).await);
+}
+
+#[tokio::test]
+async fn guesses_and_garbage_change_nothing() {
+    let f = fixture_with(|c| c.refresh_grace_secs = 0);
+    f.add_user("alice", &["user"]).await;
+    let grant = f.login("alice").await;
+    let sid = grant.refresh_token.split('.').next().unwrap();
+    let secret = crate::secrets::b64url(&[9u8; 48]);
+    for guess in [
+        format!("{sid}.0.{secret}"),
+        format!("{sid}.1.{secret}"),
+        format!("{sid}.5.{secret}"),
+        "garbage".to_owned(),
+        String::new(),
+        format!("{}.0.{secret}", crate::refresh::new_session_id(START_MS)),
+    ] {
+        assert_invalid_grant(f.refresh(&guess).await);
+        assert_eq!(f.service.revoke(&guess, None).await.unwrap(), Revoked::Nothing);
+    }
+    // The real token still works: nothing was revoked by the guesses.
+    f.service.authorize(&grant.access_token).await.unwrap();
+    f.refresh(&grant.refresh_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn sessions_end_at_their_absolute_lifetime_and_idle_timeout() {
+    let f = fixture_with(|c| {
+        c.refresh_ttl_secs = 3600;
+        c.refresh_idle_secs = 600;
+    });
+    f.add_user("alice", &["user"]).await;
+    let mut token = f.login("alice").await.refresh_token;
+    for _ in 0..6 {
+        f.clock.advance_secs(500);
+        token = f.refresh(&token).await.unwrap().refresh_token;
+    }
+    f.clock.advance_secs(601); // now past 3600 s in total as well
+    assert_invalid_grant(f.refresh(&token).await);
+
+    let token = f.login("alice").await.refresh_token;
+    f.clock.advance_secs(601);
+    let error = f.refresh(&token).await.err().unwrap();
+    assert!(error.to_string().contains("idle"), "{error}");
+}
+
+#[tokio::test]
+async fn access_tokens_expire() {
+    let f = fixture_with(|c| {
+        c.access_ttl_secs = 60;
+        c.leeway_secs = 0;
+    });
+    f.add_user("alice", &["user"]).await;
+    let grant = f.login("alice").await;
+    f.clock.advance_secs(59);
+    f.service.authorize(&grant.access_token).await.unwrap();
+    f.clock.advance_secs(1);
+    assert!(matches!(
+        f.service.authorize(&grant.access_token).await,
+        Err(Error::InvalidToken(TokenError::Expired))
+    ));
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_ends_the_session_and_its_access_tokens() {
+    let f = fixture();
+    f.add_user("alice", &["user"]).await;
+    let grant = f.login("alice").await;
+    let other = f.login("alice").await;
+    assert_eq!(f.service.revoke(&grant.refresh_token, Some("refresh_token")).await.unwrap(), Revoked::Session);
+    assert_invalid_grant(f.refresh(&grant.refresh_token).await);
+    assert!(f.service.authorize(&grant.access_token).await.is_err());
+    // Another session of the same user is untouched.
+    f.service.authorize(&other.access_token).await.unwrap();
+    // Revoking again is fine and does nothing.
+    assert_eq!(f.service.revoke(&grant.refresh_token, None).await.unwrap(), Revoked::Nothing);
+}
+
+#[tokio::test]
+async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
+    let f = fixture_with(|c| c.leeway_secs = 0);
+    f.add_user("alice", &["user"]).await;
+    let grant = f.login("alice").await;
+    let sibling = f.refresh(&grant.refresh_token).await.unwrap();
+    assert_eq!(f.service.revoke(&grant.access_token, Some("access_token")).await.unwrap(), Revoked::AccessToken);
+    assert!(matches!(
+        f.service.authorize(&grant.access_token).await,
+        Err(Error::InvalidToken(TokenError::Revoked))
+    ));
+    // Only that token: the session and its other access tokens live on.
+    f.service.authorize(&sibling.access_token).await.unwrap();
+    f.refresh(&sibling.refresh_token).await.unwrap();
+    // An expired entry is treated as absent even while still stored.
+    let entries = f
+        .store
+        .find_revocations(&[RevocationKey::Token(
+            f.service.verifier.verify_ignoring_time(&f.service.keys, &grant.access_token).unwrap().jti,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].expires_at, START_MS / 1000 + 900);
+}
+
+#[tokio::test]
+async fn revoke_user_needs_admin_and_spares_later_logins() {
+    let f = fixture();
+    f.add_user("root", &["user", "admin"]).await;
+    f.add_user("alice", &["user"]).await;
+    let admin = f.service.authorize(&f.login("root").await.access_token).await.unwrap();
+    let alice = f.login("alice").await;
+    let alice_claims = f.service.authorize(&alice.access_token).await.unwrap();
+
+    assert_eq!(
+        f.service.revoke_user(&alice_claims, "root").await,
+        Err(Error::InsufficientScope(ADMIN_SCOPE))
+    );
+    assert!(matches!(f.service.revoke_user(&admin, "nobody").await, Err(Error::NotFound(_))));
+
+    f.service.revoke_user(&admin, "alice").await.unwrap();
+    assert!(f.service.authorize(&alice.access_token).await.is_err());
+    assert_invalid_grant(f.refresh(&alice.refresh_token).await);
+
+    // A login one millisecond later, in the same second, works.
+    f.clock.advance_ms(1);
+    let again = f.login("alice").await;
+    f.service.authorize(&again.access_token).await.unwrap();
+    f.refresh(&again.refresh_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn user_revocation_also_stops_the_grace_window() {
+    let f = fixture_with(|c| c.refresh_grace_secs = 5);
+    f.add_user("root", &["admin"]).await;
+    f.add_user("alice", &["user"]).await;
+    let admin = f.service.authorize(&f.login("root").await.access_token).await.unwrap();
+    let first = f.login("alice").await;
+    f.refresh(&first.refresh_token).await.unwrap();
+    f.clock.advance_ms(5);
+    f.service.revoke_user(&admin, "alice").await.unwrap();
+    assert_invalid_grant(f.refresh(&first.refresh_token).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_rotate_exactly_once() {
+    for grace in [0, 5] {
+        let f = fixture_with(|c| c.refresh_grace_secs = grace);
+        f.add_user("alice", &["user"]).await;
+        let token = f.login("alice").await.refresh_token;
+        let tasks: Vec<_> = (0..30)
+            .map(|_| {
+                let service = f.service.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    service
+                        .refresh(RefreshRequest {
+                            refresh_token: token,
+                            client_id: None,
+                            scope: None,
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut successors = Vec::new();
+        for task in tasks {
+            if let Ok(grant) = task.await.unwrap() {
+                successors.push(grant.refresh_token);
+            }
+        }
+        let session = f.store.find_session(token.split('.').next().unwrap()).await.unwrap().unwrap();
+        if grace == 0 {
+            assert_eq!(successors.len(), 1, "grace 0: exactly one rotation succeeds");
+            assert!(session.ended, "the others were reuse");
+        } else {
+            assert_eq!(successors.len(), 30, "grace: every retry succeeds");
+            assert!(successors.iter().all(|s| *s == successors[0]), "all get the same successor");
+            assert_eq!(session.generation, 1, "exactly one rotation");
+            assert!(!session.ended);
+        }
+    }
+}
+
+#[tokio::test]
+async fn stored_sessions_hold_no_usable_token() {
+    let f = fixture();
+    f.add_user("alice", &["user"]).await;
+    let first = f.login("alice").await;
+    let second = f.refresh(&first.refresh_token).await.unwrap();
+    let session = f.store.find_session(first.refresh_token.split('.').next().unwrap()).await.unwrap().unwrap();
+    let dump = format!("{session:?}");
+    for token in [&first.refresh_token, &second.refresh_token] {
+        let secret = token.rsplit('.').next().unwrap();
+        let raw = crate::secrets::b64url_decode(secret).unwrap();
+        assert!(!dump.contains(secret));
+        let stored = [&session.current_hash[..], &session.reuse_key[..], &session.last_rotation.as_ref().unwrap().sealed_successor[..]];
+        for field in stored {
+            assert!(!field.windows(16).any(|w| raw.windows(16).any(|r| r == w)));
+        }
+    }
+}

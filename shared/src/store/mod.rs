@@ -1,0 +1,122 @@
+//! Storage: the records tokenlife keeps and the traits every backend implements. The
+//! in-memory backend ([`memory`]) is the embedded default; a DynamoDB backend implements
+//! the same traits.
+//!
+//! Contract for every backend:
+//! - Every read-modify-write is conditional ([`SessionStore::replace_session`] succeeds only
+//!   if the generation is still the expected one): no read-then-write races.
+//! - Records carry an explicit expiry; "present but expired" is treated as absent by the
+//!   callers (DynamoDB's TTL deletes late), and backends may delete expired records.
+//! - Only hashes of refresh-token secrets are stored (see [`crate::refresh`]).
+//! - A dependency that is down is [`StoreError::Unavailable`]; nothing is half-written.
+
+pub mod memory;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable id: the `sub` of the user's tokens.
+    pub id: String,
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub scopes: Vec<String>,
+    pub disabled: bool,
+}
+
+/// A login session: the family of refresh tokens made by one login and its rotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub client_id: Option<String>,
+    pub created_ms: u64,
+    /// Absolute end (seconds): the session never outlives it however often it is refreshed.
+    /// Also the record's TTL attribute.
+    pub expires_at: u64,
+    pub last_used_ms: u64,
+    /// Rotation counter: the generation of the one current refresh token.
+    pub generation: u64,
+    /// SHA-256 of the current refresh token's secret.
+    pub current_hash: [u8; 32],
+    /// Key of the tags that tell genuine spent tokens from guesses.
+    pub reuse_key: [u8; 32],
+    /// The last rotation, for the grace window.
+    pub last_rotation: Option<Rotation>,
+    pub ended: bool,
+}
+
+/// What the grace window needs of the last rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub at_ms: u64,
+    /// The successor's secret, sealed under a key only the spent token's holder can derive.
+    pub sealed_successor: Vec<u8>,
+}
+
+/// What a revocation entry is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RevocationKey {
+    /// One access token, by `jti`.
+    Token(String),
+    /// Every access token of a session, by `sid`.
+    Session(String),
+    /// Every session of a user created at or before a time, by `sub`.
+    User(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub key: RevocationKey,
+    /// After this (seconds) the entry is moot: every token it covers has expired. TTL.
+    pub expires_at: u64,
+    /// For [`RevocationKey::User`]: sessions created at or before this (ms) are revoked.
+    pub sessions_created_until_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    Replaced,
+    /// The session moved on (another rotation won); reload and decide again.
+    Conflict,
+    /// The session is gone, ended, or its user's sessions were revoked.
+    Ended,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn find_user(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// Creates or replaces the user with this username.
+    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    async fn find_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+    /// Writes `updated` only if the stored session still has `expected_generation`, is not
+    /// ended, and no unexpired user-wide revocation covers it — atomically (in DynamoDB a
+    /// transaction: conditional update plus a condition check on the user entry).
+    async fn replace_session(
+        &self,
+        updated: &Session,
+        expected_generation: u64,
+    ) -> Result<ReplaceOutcome, StoreError>;
+    /// Marks the session ended and writes `revocation` (its `Session` entry, so its access
+    /// tokens die too) in one atomic step. Idempotent.
+    async fn end_session(&self, id: &str, revocation: &Revocation) -> Result<(), StoreError>;
+    /// Writes a revocation entry (a later `sessions_created_until_ms` wins for users).
+    async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
+    /// The entries present for `keys`, in one round trip. Expired entries may be returned.
+    async fn find_revocations(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError>;
+}

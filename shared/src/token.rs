@@ -1,0 +1,296 @@
+//! Access tokens: the RFC 9068 claims, signing through a [`Signer`](crate::keys::Signer),
+//! and verification with jsonwebtoken (aws-lc-rs backend).
+//!
+//! Verification order: size and shape, header (`typ` must be `at+jwt`, `kid` must be a
+//! published key, `alg` must be that key's algorithm), signature, `iss`/`aud`, then times
+//! (`exp`, `nbf`, `iat` against our [`Clock`](crate::clock::Clock) with a leeway). The
+//! revocation check comes after, in the service, because it needs the store.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{KeyError, KeyRing, SigningAlgorithm};
+use crate::secrets::b64url;
+
+/// The JOSE `typ` of access tokens (RFC 9068 section 2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Longest access token accepted for verification.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub nbf: u64,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub scope: String,
+    pub sid: String,
+}
+
+impl AccessClaims {
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        self.scope.split(' ').any(|s| s == wanted)
+    }
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+/// Signs `claims` with the ring's active key: `header.claims.signature`, base64url.
+pub async fn sign_access_token(keys: &KeyRing, claims: &AccessClaims) -> Result<String, KeyError> {
+    let signer = keys.signer();
+    let header = Header {
+        alg: signer.algorithm().name(),
+        typ: ACCESS_TOKEN_TYPE,
+        kid: keys.signer_kid(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    let mut token = format!("{}.{}", b64url(&header), b64url(&claims));
+    let signature = signer.sign(token.as_bytes()).await?;
+    token.push('.');
+    token.push_str(&b64url(&signature));
+    Ok(token)
+}
+
+/// Why an access token was refused. The descriptions are safe to show the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token was presented")]
+    Missing,
+    #[error("the token is too large")]
+    TooLarge,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token is not an access token (typ must be at+jwt)")]
+    WrongType,
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
+    #[error("the token's algorithm does not match its key")]
+    WrongAlgorithm,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token was issued by someone else")]
+    WrongIssuer,
+    #[error("the token is for another audience")]
+    WrongAudience,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token has been revoked")]
+    Revoked,
+}
+
+/// Verifies access tokens against a [`KeyRing`]: one prepared `Validation` per algorithm.
+pub struct AccessTokenVerifier {
+    es256: jsonwebtoken::Validation,
+    rs256: jsonwebtoken::Validation,
+    leeway_secs: u64,
+}
+
+impl AccessTokenVerifier {
+    pub fn new(issuer: &str, audience: &str, leeway_secs: u64) -> Self {
+        let validation = |alg: SigningAlgorithm| {
+            let mut v = jsonwebtoken::Validation::new(alg.jsonwebtoken());
+            v.set_issuer(&[issuer]);
+            v.set_audience(&[audience]);
+            v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+            // Times are checked against our own clock below.
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.leeway = 0;
+            v
+        };
+        Self {
+            es256: validation(SigningAlgorithm::Es256),
+            rs256: validation(SigningAlgorithm::Rs256),
+            leeway_secs,
+        }
+    }
+
+    /// Signature, type, issuer, audience and times; not revocation.
+    pub fn verify(&self, keys: &KeyRing, token: &str, now_secs: u64) -> Result<AccessClaims, TokenError> {
+        let claims = self.verify_ignoring_time(keys, token)?;
+        let leeway = self.leeway_secs;
+        if claims.exp.saturating_add(leeway) <= now_secs {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now_secs.saturating_add(leeway) || claims.iat > now_secs.saturating_add(leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
+    }
+
+    /// Everything but the times: used by revocation, which accepts tokens that have expired.
+    pub fn verify_ignoring_time(&self, keys: &KeyRing, token: &str) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(TokenError::WrongType);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        let key = keys.verification_key(kid).ok_or(TokenError::UnknownKey)?;
+        // The algorithm comes from the published key, never from the token's header.
+        if header.alg != key.algorithm.jsonwebtoken() {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let validation = match key.algorithm {
+            SigningAlgorithm::Es256 => &self.es256,
+            SigningAlgorithm::Rs256 => &self.rs256,
+        };
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding_key, validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as Kind;
+                match e.kind() {
+                    Kind::InvalidSignature => TokenError::BadSignature,
+                    Kind::InvalidIssuer => TokenError::WrongIssuer,
+                    Kind::InvalidAudience => TokenError::WrongAudience,
+                    Kind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                    _ => TokenError::Malformed,
+                }
+            })?;
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keys::LocalSigner;
+    use crate::secrets::b64url_decode;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: "https://issuer.test".into(),
+            sub: "user-1".into(),
+            aud: "api".into(),
+            exp: NOW + 900,
+            iat: NOW,
+            nbf: NOW,
+            jti: "jti-1".into(),
+            client_id: None,
+            scope: "user admin".into(),
+            sid: "sid-1".into(),
+        }
+    }
+
+    fn ring(alg: SigningAlgorithm) -> KeyRing {
+        KeyRing::single(Arc::new(LocalSigner::generate(alg).unwrap())).unwrap()
+    }
+
+    fn verifier() -> AccessTokenVerifier {
+        AccessTokenVerifier::new("https://issuer.test", "api", 30)
+    }
+
+    fn sign(keys: &KeyRing, claims: &AccessClaims) -> String {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(sign_access_token(keys, claims))
+            .unwrap()
+    }
+
+    /// Re-encodes a token with a different header or payload (keeping the old signature).
+    fn tamper(token: &str, part: usize, edit: impl Fn(&mut serde_json::Value)) -> String {
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&b64url_decode(&parts[part]).unwrap()).unwrap();
+        edit(&mut json);
+        parts[part] = b64url(&serde_json::to_vec(&json).unwrap());
+        parts.join(".")
+    }
+
+    #[test]
+    fn round_trip_es256_and_rs256() {
+        for alg in [SigningAlgorithm::Es256, SigningAlgorithm::Rs256] {
+            let keys = ring(alg);
+            let token = sign(&keys, &claims());
+            let header: serde_json::Value =
+                serde_json::from_slice(&b64url_decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+            assert_eq!(header["typ"], "at+jwt");
+            assert_eq!(header["alg"], alg.name());
+            assert_eq!(header["kid"], keys.signer_kid());
+            assert_eq!(verifier().verify(&keys, &token, NOW).unwrap(), claims());
+        }
+    }
+
+    #[test]
+    fn times_are_checked_with_leeway() {
+        let keys = ring(SigningAlgorithm::Es256);
+        let token = sign(&keys, &claims());
+        let v = verifier();
+        assert!(v.verify(&keys, &token, NOW + 900 + 29).is_ok());
+        assert_eq!(v.verify(&keys, &token, NOW + 900 + 30), Err(TokenError::Expired));
+        assert!(v.verify(&keys, &token, NOW - 30).is_ok());
+        assert_eq!(v.verify(&keys, &token, NOW - 31), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn wrong_issuer_audience_and_foreign_keys_are_refused() {
+        let keys = ring(SigningAlgorithm::Es256);
+        let mut other = claims();
+        other.iss = "https://evil.test".into();
+        assert_eq!(verifier().verify(&keys, &sign(&keys, &other), NOW), Err(TokenError::WrongIssuer));
+        let mut other = claims();
+        other.aud = "other-api".into();
+        assert_eq!(verifier().verify(&keys, &sign(&keys, &other), NOW), Err(TokenError::WrongAudience));
+        let stranger = ring(SigningAlgorithm::Es256);
+        assert_eq!(
+            verifier().verify(&keys, &sign(&stranger, &claims()), NOW),
+            Err(TokenError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn tampered_tokens_are_refused() {
+        let keys = ring(SigningAlgorithm::Es256);
+        let token = sign(&keys, &claims());
+        let v = verifier();
+        let more_scope = tamper(&token, 1, |c| c["scope"] = "superuser".into());
+        assert_eq!(v.verify(&keys, &more_scope, NOW), Err(TokenError::BadSignature));
+        let not_at = tamper(&token, 0, |h| h["typ"] = "JWT".into());
+        assert_eq!(v.verify(&keys, &not_at, NOW), Err(TokenError::WrongType));
+        let no_typ = tamper(&token, 0, |h| {
+            h.as_object_mut().unwrap().remove("typ");
+        });
+        assert_eq!(v.verify(&keys, &no_typ, NOW), Err(TokenError::WrongType));
+        let none = tamper(&token, 0, |h| h["alg"] = "none".into());
+        assert!(v.verify(&keys, &none, NOW).is_err());
+        let hmac = tamper(&token, 0, |h| h["alg"] = "HS256".into());
+        assert_eq!(v.verify(&keys, &hmac, NOW), Err(TokenError::WrongAlgorithm));
+        let rs = tamper(&token, 0, |h| h["alg"] = "RS256".into());
+        assert_eq!(v.verify(&keys, &rs, NOW), Err(TokenError::WrongAlgorithm));
+        let no_kid = tamper(&token, 0, |h| {
+            h.as_object_mut().unwrap().remove("kid");
+        });
+        assert_eq!(v.verify(&keys, &no_kid, NOW), Err(TokenError::UnknownKey));
+        let unsigned = format!("{}.", token.rsplit_once('.').unwrap().0);
+        assert!(v.verify(&keys, &unsigned, NOW).is_err());
+    }
+
+    #[test]
+    fn garbage_and_huge_tokens_are_refused() {
+        let keys = ring(SigningAlgorithm::Es256);
+        let v = verifier();
+        for junk in ["", ".", "..", "a.b.c", "eyJ.eyJ.x", "\0\0\0", "x.y.z.w", "é.é.é"] {
+            assert_eq!(v.verify(&keys, junk, NOW), Err(TokenError::Malformed), "{junk:?}");
+        }
+        let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(v.verify(&keys, &huge, NOW), Err(TokenError::TooLarge));
+    }
+}
