@@ -1,1 +1,265 @@
+//! Every file in `events/` (API Gateway HTTP API v2 events, the ones `cargo lambda invoke
+//! --data-file` takes) fed through the real handler of the function named by its folder,
+//! via `lambda_http::request::from_str`, on a fresh embedded service. Placeholders
+//! `__ACCESS_TOKEN__`, `__ADMIN_ACCESS_TOKEN__` and `__REFRESH_TOKEN__` are replaced by
+//! tokens of a fresh login. Every 4xx must leave the service unchanged.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lambda_http::Body;
+use tokenlife::clock::SystemClock;
+use tokenlife::config::{Argon2Params, Config};
+use tokenlife::http::{function_endpoints, handle};
+use tokenlife::service::{LoginRequest, RefreshRequest};
+use tokenlife::{App, TokenService};
+
+const ISSUER: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com";
+const ALICE_PASSWORD: &str = "correct horse battery staple";
+
+/// (function/case, status, OAuth error code).
+const EXPECTED: &[(&str, u16, Option<&str>)] = &[
+    ("login/json", 200, None),
+    ("login/form", 200, None),
+    ("login/form-base64", 200, None),
+    ("login/stage-prefix", 200, None),
+    ("login/wrong-password", 400, Some("invalid_grant")),
+    ("login/unknown-user", 400, Some("invalid_grant")),
+    ("login/malformed-json", 400, Some("invalid_request")),
+    ("login/wrong-field-type", 400, Some("invalid_request")),
+    ("login/missing-password", 400, Some("invalid_request")),
+    ("login/text-plain", 415, Some("invalid_request")),
+    ("login/nul-byte", 400, Some("invalid_request")),
+    ("login/token-password-grant", 200, None),
+    ("login/token-refresh-grant", 200, None),
+    ("login/token-unsupported-grant", 400, Some("unsupported_grant_type")),
+    ("login/token-missing-grant", 400, Some("invalid_request")),
+    ("login/get-not-allowed", 405, Some("method_not_allowed")),
+    ("refresh/body", 200, None),
+    ("refresh/cookie-from-allowed-origin", 200, None),
+    ("refresh/cookie-without-origin", 403, Some("access_denied")),
+    ("refresh/cookie-from-other-origin", 403, Some("access_denied")),
+    ("refresh/unknown-token", 400, Some("invalid_grant")),
+    ("refresh/malformed-token", 400, Some("invalid_grant")),
+    ("refresh/missing-token", 400, Some("invalid_request")),
+    ("refresh/preflight-allowed", 204, None),
+    ("refresh/preflight-other-origin", 403, Some("access_denied")),
+    ("revoke/refresh-token", 200, None),
+    ("revoke/access-token", 200, None),
+    ("revoke/unknown-token", 200, None),
+    ("revoke/missing-token", 400, Some("invalid_request")),
+    ("revoke/admin-revoke-user", 200, None),
+    ("revoke/admin-revoke-user-without-admin-scope", 403, Some("insufficient_scope")),
+    ("revoke/admin-revoke-unknown-user", 404, Some("not_found")),
+    ("revoke/admin-revoke-user-no-token", 401, Some("invalid_token")),
+    ("jwks/jwks", 200, None),
+    ("jwks/metadata", 200, None),
+    ("jwks/userinfo", 200, None),
+    ("jwks/userinfo-no-token", 401, Some("invalid_token")),
+    ("jwks/userinfo-refresh-token-as-bearer", 401, Some("invalid_token")),
+    ("jwks/userinfo-garbage-token", 401, Some("invalid_token")),
+    ("jwks/unknown-route", 404, Some("not_found")),
+];
+
+struct Tokens {
+    access: String,
+    admin_access: String,
+    refresh: String,
+}
+
+async fn fresh_service() -> (Arc<TokenService>, Tokens) {
+    let config = Config {
+        issuer: Some(ISSUER.into()),
+        cors_origins: vec!["https://app.example.com".into()],
+        argon2: Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
+    };
+    let app = App::embedded(config, ISSUER, Arc::new(SystemClock)).unwrap();
+    let service = app.service;
+    service.put_user("alice", ALICE_PASSWORD, vec!["user".into()]).await.unwrap();
+    service
+        .put_user("root", "root password", vec!["user".into(), "admin".into()])
+        .await
+        .unwrap();
+    let login = |username: &str, password: &str| LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        client_id: None,
+        scope: None,
+    };
+    let alice = service.login(login("alice", ALICE_PASSWORD)).await.unwrap();
+    let root = service.login(login("root", "root password")).await.unwrap();
+    let tokens = Tokens {
+        access: alice.access_token,
+        admin_access: root.access_token,
+        refresh: alice.refresh_token,
+    };
+    (service, tokens)
+}
+
+fn event_files() -> Vec<(String, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut files = Vec::new();
+    for function in std::fs::read_dir(&root).expect("events/ exists") {
+        let function = function.unwrap().path();
+        for file in std::fs::read_dir(&function).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|e| e == "json") {
+                let name = format!(
+                    "{}/{}",
+                    function.file_name().unwrap().to_string_lossy(),
+                    file.file_stem().unwrap().to_string_lossy()
+                );
+                files.push((name, file));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn body_json(body: &Body) -> serde_json::Value {
+    let bytes: &[u8] = match body {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"null",
+    };
+    serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test]
+async fn every_sample_event_gets_the_expected_answer() {
+    let files = event_files();
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    for (name, _, _) in EXPECTED {
+        assert!(names.contains(name), "events/{name}.json is missing");
+    }
+    for (name, path) in &files {
+        let (_, status, code) = EXPECTED
+            .iter()
+            .find(|(expected, _, _)| expected == name)
+            .unwrap_or_else(|| panic!("events/{name}.json has no expectation in tests/events.rs"));
+        let function = name.split('/').next().unwrap();
+        let endpoints = function_endpoints(function);
+        assert!(!endpoints.is_empty(), "events/{function}/ does not name a function");
+
+        let (service, tokens) = fresh_service().await;
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("__ADMIN_ACCESS_TOKEN__", &tokens.admin_access)
+            .replace("__ACCESS_TOKEN__", &tokens.access)
+            .replace("__REFRESH_TOKEN__", &tokens.refresh);
+        let request = lambda_http::request::from_str(&text)
+            .unwrap_or_else(|e| panic!("events/{name}.json is not an API Gateway event: {e}"));
+        let response = handle(&service, endpoints, request).await;
+        let body = body_json(response.body());
+        assert_eq!(response.status().as_u16(), *status, "events/{name}.json answered {body}");
+        if *status != 204 {
+            assert_eq!(
+                response.headers()["content-type"], "application/json",
+                "events/{name}.json"
+            );
+        }
+        match code {
+            Some(code) => {
+                assert_eq!(body["error"], *code, "events/{name}.json: {body}");
+                assert!(body["error_description"].is_string(), "events/{name}.json: {body}");
+                // Nothing changed: alice's tokens still work.
+                service.authorize(&tokens.access).await.unwrap_or_else(|e| {
+                    panic!("events/{name}.json changed state: access token now refused: {e}")
+                });
+                service
+                    .refresh(RefreshRequest {
+                        refresh_token: tokens.refresh.clone(),
+                        client_id: None,
+                        scope: None,
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("events/{name}.json changed state: refresh refused: {e}"));
+            }
+            None if *status == 200 && (function == "login" || name.starts_with("refresh/")) => {
+                assert_eq!(body["token_type"], "Bearer", "events/{name}.json");
+                let access = body["access_token"].as_str().unwrap();
+                service.authorize(access).await.unwrap();
+            }
+            None => {}
+        }
+        check_specifics(name, &response, &body, &service, &tokens).await;
+    }
+}
+
+async fn check_specifics(
+    name: &str,
+    response: &lambda_http::Response<Body>,
+    body: &serde_json::Value,
+    service: &TokenService,
+    tokens: &Tokens,
+) {
+    let header = |h: &str| {
+        response
+            .headers()
+            .get(h)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    match name {
+        "login/json" => {
+            let cookie = header("set-cookie");
+            assert!(cookie.contains("HttpOnly; Secure; SameSite=Strict; Path=/refresh;"), "{cookie}");
+            assert_eq!(header("cache-control"), "no-store");
+        }
+        "login/stage-prefix" => {
+            assert!(header("set-cookie").contains("Path=/prod/refresh;"), "{}", header("set-cookie"));
+        }
+        "login/token-password-grant" => {
+            let claims = service.authorize(body["access_token"].as_str().unwrap()).await.unwrap();
+            assert_eq!(claims.client_id.as_deref(), Some("cli"));
+            assert!(header("set-cookie").is_empty(), "the OAuth token endpoint sets no cookie");
+        }
+        "refresh/cookie-from-allowed-origin" => {
+            assert_eq!(header("access-control-allow-origin"), "https://app.example.com");
+            assert_eq!(header("access-control-allow-credentials"), "true");
+            assert!(header("set-cookie").starts_with("tokenlife_refresh="));
+        }
+        "refresh/preflight-allowed" => {
+            assert_eq!(header("access-control-allow-origin"), "https://app.example.com");
+            assert!(header("access-control-allow-methods").contains("POST"));
+        }
+        "refresh/preflight-other-origin" => {
+            assert!(header("access-control-allow-origin").is_empty());
+        }
+        "revoke/refresh-token" => {
+            assert!(service.authorize(&tokens.access).await.is_err(), "session's access token revoked");
+            assert!(header("set-cookie").contains("Max-Age=0"), "cookie cleared");
+        }
+        "revoke/access-token" => assert!(service.authorize(&tokens.access).await.is_err()),
+        "revoke/admin-revoke-user" => {
+            assert!(service.authorize(&tokens.access).await.is_err());
+            service.authorize(&tokens.admin_access).await.unwrap();
+        }
+        "jwks/jwks" => {
+            assert_eq!(header("cache-control"), "public, max-age=300");
+            let key = &body["keys"][0];
+            assert_eq!(key["kty"], "EC");
+            assert_eq!(key["alg"], "ES256");
+            assert_eq!(key["use"], "sig");
+        }
+        "jwks/metadata" => {
+            assert_eq!(body["issuer"], ISSUER);
+            assert_eq!(body["token_endpoint"], format!("{ISSUER}/token"));
+            assert_eq!(body["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
+        }
+        "jwks/userinfo" => {
+            assert_eq!(body["scope"], "user");
+            assert!(body["sub"].is_string());
+        }
+        "jwks/userinfo-no-token" | "jwks/userinfo-garbage-token" => {
+            assert!(header("www-authenticate").starts_with("Bearer error=\"invalid_token\""));
+        }
+        _ => {}
+    }
+}

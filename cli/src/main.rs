@@ -1,1 +1,47 @@
-fn main(){}
+//! `tokenlife`: the local server and operator commands.
+//!
+//! `tokenlife serve` runs every route of the Lambda functions in one process on the embedded
+//! default (in-memory stores, a signing key generated at start), through the very same
+//! handler code (`tokenlife::http::handle`).
+
+mod serve;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+tokenlife — token lifecycle service
+
+USAGE:
+    tokenlife serve [--addr HOST:PORT] [--user NAME:PASSWORD[:admin]]...
+    tokenlife help
+
+serve   Run every route locally on the embedded default (in-memory, key generated at start).
+        --addr   where to listen (default 127.0.0.1:3000; port 0 picks a free port)
+        --user   create a user at start (repeatable); ':admin' adds the admin scope
+
+Configuration comes from TOKENLIFE_* environment variables (see README.md).";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => match serve::ServeArgs::parse(&args[1..]) {
+            Ok(serve_args) => serve::run(serve_args),
+            Err(problem) => {
+                eprintln!("tokenlife serve: {problem}\n\n{USAGE}");
+                ExitCode::from(2)
+            }
+        },
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("tokenlife: unknown command {other:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        None => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -80,6 +80,22 @@ impl Endpoint {
     }
 }
 
+/// Which Lambda function serves which endpoints; template.yaml routes the same way.
+pub const LAMBDA_FUNCTIONS: &[(&str, &[Endpoint])] = &[
+    ("login", &[Endpoint::Login, Endpoint::Token]),
+    ("refresh", &[Endpoint::Refresh]),
+    ("revoke", &[Endpoint::Revoke, Endpoint::AdminRevokeUser]),
+    ("jwks", &[Endpoint::Jwks, Endpoint::Metadata, Endpoint::UserInfo]),
+];
+
+/// The endpoints of Lambda function `name` (none for an unknown name).
+pub fn function_endpoints(name: &str) -> &'static [Endpoint] {
+    LAMBDA_FUNCTIONS
+        .iter()
+        .find(|(function, _)| *function == name)
+        .map_or(&[], |(_, endpoints)| endpoints)
+}
+
 fn percent_decode(text: &str) -> Option<String> {
     let bytes: Vec<u8> = percent_encoding_decode(text.as_bytes())?;
     String::from_utf8(bytes).ok()
@@ -300,6 +316,8 @@ mod tests {
             let (_, path) = endpoint.route();
             let path = path.replace("{username}", "alice");
             assert_eq!(Endpoint::match_path(&path).unwrap().0, *endpoint);
+            let served_by = LAMBDA_FUNCTIONS.iter().filter(|(_, eps)| eps.contains(endpoint)).count();
+            assert_eq!(served_by, 1, "{endpoint:?} is served by exactly one function");
         }
         assert_eq!(
             Endpoint::match_path("/admin/users/a%20b/revoke"),

@@ -1,0 +1,202 @@
+//! `tokenlife serve`: an HTTP/1.1 server (hyper) that turns each request into the same
+//! `lambda_http::Request` API Gateway would produce and answers it with the shared handler.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokenlife::clock::SystemClock;
+use tokenlife::config::MAX_BODY_BYTES;
+use tokenlife::http::{Endpoint, handle, response};
+use tokenlife::service::ADMIN_SCOPE;
+use tokenlife::{App, Config, Error, TokenService};
+use tokio::net::TcpListener;
+
+pub struct ServeArgs {
+    addr: SocketAddr,
+    users: Vec<UserArg>,
+}
+
+struct UserArg {
+    name: String,
+    password: String,
+    admin: bool,
+}
+
+impl ServeArgs {
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let mut addr: SocketAddr = "127.0.0.1:3000".parse().expect("valid default address");
+        let mut users = Vec::new();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next().cloned())
+                    .ok_or(format!("{flag} needs a value"))
+            };
+            match flag {
+                "--addr" => {
+                    let text = value()?;
+                    addr = text
+                        .parse()
+                        .map_err(|_| format!("--addr wants HOST:PORT such as 127.0.0.1:3000, got {text:?}"))?;
+                }
+                "--user" => users.push(UserArg::parse(&value()?)?),
+                other => return Err(format!("unknown option {other:?}")),
+            }
+        }
+        Ok(Self { addr, users })
+    }
+}
+
+impl UserArg {
+    /// `NAME:PASSWORD` or `NAME:PASSWORD:admin` (the password may itself contain ':').
+    fn parse(text: &str) -> Result<Self, String> {
+        let (name, rest) = text
+            .split_once(':')
+            .ok_or("--user wants NAME:PASSWORD[:admin]")?;
+        let (password, admin) = match rest.strip_suffix(":admin") {
+            Some(password) => (password, true),
+            None => (rest, false),
+        };
+        if name.is_empty() || password.is_empty() {
+            return Err("--user wants NAME:PASSWORD[:admin] with a non-empty name and password".into());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            admin,
+        })
+    }
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    lambda_http::tracing::init_default_subscriber();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tokenlife serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tokenlife serve: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("tokenlife serve: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let base_url = format!("http://{local}");
+    let app = App::embedded(config, &base_url, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    for user in &args.users {
+        let scopes = if user.admin {
+            vec!["user".to_owned(), ADMIN_SCOPE.to_owned()]
+        } else {
+            vec!["user".to_owned()]
+        };
+        app.service
+            .put_user(&user.name, &user.password, scopes)
+            .await
+            .map_err(|e| format!("cannot create user {:?}: {e}", user.name))?;
+    }
+    print_banner(&base_url, &app.service, &args.users);
+
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let service = app.service.clone();
+        tokio::spawn(async move {
+            let answer = service_fn(move |request| {
+                let service = service.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&service, request).await) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), answer)
+                .await
+            {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Reads the body (up to the limit), builds the `lambda_http::Request`, and answers it with
+/// the shared handler.
+async fn answer(service: &TokenService, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Err(_) => response::error(&Error::PayloadTooLarge),
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            let body = if bytes.is_empty() {
+                lambda_http::Body::Empty
+            } else {
+                lambda_http::Body::Binary(bytes.to_vec())
+            };
+            handle(service, Endpoint::ALL, lambda_http::Request::from_parts(parts, body)).await
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Text(text) => Bytes::from(text),
+        lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    hyper::Response::from_parts(parts, Full::new(bytes))
+}
+
+/// The one-screen "how to try it". Never prints a password.
+fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
+    let mut text = format!("tokenlife listening on {base_url}\n");
+    text += &format!("  embedded default: in-memory stores, {} key generated at start\n", service.config().algorithm.name());
+    text += &format!("  issuer {}  audience {}\n\nRoutes:\n", service.issuer(), service.config().audience);
+    for endpoint in Endpoint::ALL {
+        let (method, path) = endpoint.route();
+        text += &format!("  {method:<5} {base_url}{path}\n");
+    }
+    text += "\nUsers: ";
+    if users.is_empty() {
+        text += "none (add some with --user NAME:PASSWORD[:admin])\n";
+    } else {
+        let names: Vec<String> = users
+            .iter()
+            .map(|u| if u.admin { format!("{} (admin)", u.name) } else { u.name.clone() })
+            .collect();
+        text += &format!("{}\n", names.join(", "));
+    }
+    let example_user = users.first().map_or("alice", |u| u.name.as_str());
+    text += &format!(
+        "\nTry it:\n  curl -s -X POST {base_url}/login -H 'content-type: application/json' \\\n       -d '{{\"username\":\"{example_user}\",\"password\":\"<password>\"}}'\n  curl -s {base_url}/userinfo -H \"authorization: Bearer $ACCESS_TOKEN\"\n"
+    );
+    println!("{text}");
+}
