@@ -32,13 +32,21 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ("login/nul-byte", 400, Some("invalid_request")),
     ("login/token-password-grant", 200, None),
     ("login/token-refresh-grant", 200, None),
-    ("login/token-unsupported-grant", 400, Some("unsupported_grant_type")),
+    (
+        "login/token-unsupported-grant",
+        400,
+        Some("unsupported_grant_type"),
+    ),
     ("login/token-missing-grant", 400, Some("invalid_request")),
     ("login/get-not-allowed", 405, Some("method_not_allowed")),
     ("refresh/body", 200, None),
     ("refresh/cookie-from-allowed-origin", 200, None),
     ("refresh/cookie-without-origin", 403, Some("access_denied")),
-    ("refresh/cookie-from-other-origin", 403, Some("access_denied")),
+    (
+        "refresh/cookie-from-other-origin",
+        403,
+        Some("access_denied"),
+    ),
     ("refresh/unknown-token", 400, Some("invalid_grant")),
     ("refresh/malformed-token", 400, Some("invalid_grant")),
     ("refresh/missing-token", 400, Some("invalid_request")),
@@ -49,14 +57,26 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ("revoke/unknown-token", 200, None),
     ("revoke/missing-token", 400, Some("invalid_request")),
     ("revoke/admin-revoke-user", 200, None),
-    ("revoke/admin-revoke-user-without-admin-scope", 403, Some("insufficient_scope")),
+    (
+        "revoke/admin-revoke-user-without-admin-scope",
+        403,
+        Some("insufficient_scope"),
+    ),
     ("revoke/admin-revoke-unknown-user", 404, Some("not_found")),
-    ("revoke/admin-revoke-user-no-token", 401, Some("invalid_token")),
+    (
+        "revoke/admin-revoke-user-no-token",
+        401,
+        Some("invalid_token"),
+    ),
     ("jwks/jwks", 200, None),
     ("jwks/metadata", 200, None),
     ("jwks/userinfo", 200, None),
     ("jwks/userinfo-no-token", 401, Some("invalid_token")),
-    ("jwks/userinfo-refresh-token-as-bearer", 401, Some("invalid_token")),
+    (
+        "jwks/userinfo-refresh-token-as-bearer",
+        401,
+        Some("invalid_token"),
+    ),
     ("jwks/userinfo-garbage-token", 401, Some("invalid_token")),
     ("jwks/unknown-route", 404, Some("not_found")),
 ];
@@ -80,7 +100,10 @@ async fn fresh_service() -> (Arc<TokenService>, Tokens) {
     };
     let app = App::embedded(config, ISSUER, Arc::new(SystemClock)).unwrap();
     let service = app.service;
-    service.put_user("alice", ALICE_PASSWORD, vec!["user".into()]).await.unwrap();
+    service
+        .put_user("alice", ALICE_PASSWORD, vec!["user".into()])
+        .await
+        .unwrap();
     service
         .put_user("root", "root password", vec!["user".into(), "admin".into()])
         .await
@@ -145,7 +168,10 @@ async fn every_sample_event_gets_the_expected_answer() {
             .unwrap_or_else(|| panic!("events/{name}.json has no expectation in tests/events.rs"));
         let function = name.split('/').next().unwrap();
         let endpoints = function_endpoints(function);
-        assert!(!endpoints.is_empty(), "events/{function}/ does not name a function");
+        assert!(
+            !endpoints.is_empty(),
+            "events/{function}/ does not name a function"
+        );
 
         let (service, tokens) = fresh_service().await;
         let text = std::fs::read_to_string(path)
@@ -157,17 +183,25 @@ async fn every_sample_event_gets_the_expected_answer() {
             .unwrap_or_else(|e| panic!("events/{name}.json is not an API Gateway event: {e}"));
         let response = handle(&service, endpoints, request).await;
         let body = body_json(response.body());
-        assert_eq!(response.status().as_u16(), *status, "events/{name}.json answered {body}");
+        assert_eq!(
+            response.status().as_u16(),
+            *status,
+            "events/{name}.json answered {body}"
+        );
         if *status != 204 {
             assert_eq!(
-                response.headers()["content-type"], "application/json",
+                response.headers()["content-type"],
+                "application/json",
                 "events/{name}.json"
             );
         }
         match code {
             Some(code) => {
                 assert_eq!(body["error"], *code, "events/{name}.json: {body}");
-                assert!(body["error_description"].is_string(), "events/{name}.json: {body}");
+                assert!(
+                    body["error_description"].is_string(),
+                    "events/{name}.json: {body}"
+                );
                 // Nothing changed: alice's tokens still work.
                 service.authorize(&tokens.access).await.unwrap_or_else(|e| {
                     panic!("events/{name}.json changed state: access token now refused: {e}")
@@ -179,7 +213,9 @@ async fn every_sample_event_gets_the_expected_answer() {
                         scope: None,
                     })
                     .await
-                    .unwrap_or_else(|e| panic!("events/{name}.json changed state: refresh refused: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!("events/{name}.json changed state: refresh refused: {e}")
+                    });
             }
             None if *status == 200 && (function == "login" || name.starts_with("refresh/")) => {
                 assert_eq!(body["token_type"], "Bearer", "events/{name}.json");
@@ -209,31 +245,53 @@ async fn check_specifics(
     match name {
         "login/json" => {
             let cookie = header("set-cookie");
-            assert!(cookie.contains("HttpOnly; Secure; SameSite=Strict; Path=/refresh;"), "{cookie}");
+            assert!(
+                cookie.contains("HttpOnly; Secure; SameSite=Strict; Path=/refresh;"),
+                "{cookie}"
+            );
             assert_eq!(header("cache-control"), "no-store");
         }
         "login/stage-prefix" => {
-            assert!(header("set-cookie").contains("Path=/prod/refresh;"), "{}", header("set-cookie"));
+            assert!(
+                header("set-cookie").contains("Path=/prod/refresh;"),
+                "{}",
+                header("set-cookie")
+            );
         }
         "login/token-password-grant" => {
-            let claims = service.authorize(body["access_token"].as_str().unwrap()).await.unwrap();
+            let claims = service
+                .authorize(body["access_token"].as_str().unwrap())
+                .await
+                .unwrap();
             assert_eq!(claims.client_id.as_deref(), Some("cli"));
-            assert!(header("set-cookie").is_empty(), "the OAuth token endpoint sets no cookie");
+            assert!(
+                header("set-cookie").is_empty(),
+                "the OAuth token endpoint sets no cookie"
+            );
         }
         "refresh/cookie-from-allowed-origin" => {
-            assert_eq!(header("access-control-allow-origin"), "https://app.example.com");
+            assert_eq!(
+                header("access-control-allow-origin"),
+                "https://app.example.com"
+            );
             assert_eq!(header("access-control-allow-credentials"), "true");
             assert!(header("set-cookie").starts_with("tokenlife_refresh="));
         }
         "refresh/preflight-allowed" => {
-            assert_eq!(header("access-control-allow-origin"), "https://app.example.com");
+            assert_eq!(
+                header("access-control-allow-origin"),
+                "https://app.example.com"
+            );
             assert!(header("access-control-allow-methods").contains("POST"));
         }
         "refresh/preflight-other-origin" => {
             assert!(header("access-control-allow-origin").is_empty());
         }
         "revoke/refresh-token" => {
-            assert!(service.authorize(&tokens.access).await.is_err(), "session's access token revoked");
+            assert!(
+                service.authorize(&tokens.access).await.is_err(),
+                "session's access token revoked"
+            );
             assert!(header("set-cookie").contains("Max-Age=0"), "cookie cleared");
         }
         "revoke/access-token" => assert!(service.authorize(&tokens.access).await.is_err()),

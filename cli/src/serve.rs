@@ -48,9 +48,9 @@ impl ServeArgs {
             match flag {
                 "--addr" => {
                     let text = value()?;
-                    addr = text
-                        .parse()
-                        .map_err(|_| format!("--addr wants HOST:PORT such as 127.0.0.1:3000, got {text:?}"))?;
+                    addr = text.parse().map_err(|_| {
+                        format!("--addr wants HOST:PORT such as 127.0.0.1:3000, got {text:?}")
+                    })?;
                 }
                 "--user" => users.push(UserArg::parse(&value()?)?),
                 other => return Err(format!("unknown option {other:?}")),
@@ -71,7 +71,9 @@ impl UserArg {
             None => (rest, false),
         };
         if name.is_empty() || password.is_empty() {
-            return Err("--user wants NAME:PASSWORD[:admin] with a non-empty name and password".into());
+            return Err(
+                "--user wants NAME:PASSWORD[:admin] with a non-empty name and password".into(),
+            );
         }
         Ok(Self {
             name: name.to_owned(),
@@ -152,7 +154,10 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
 
 /// Reads the body (up to the limit), builds the `lambda_http::Request`, and answers it with
 /// the shared handler.
-async fn answer(service: &TokenService, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn answer(
+    service: &TokenService,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Err(_) => response::error(&Error::PayloadTooLarge),
@@ -163,7 +168,12 @@ async fn answer(service: &TokenService, request: hyper::Request<Incoming>) -> hy
             } else {
                 lambda_http::Body::Binary(bytes.to_vec())
             };
-            handle(service, Endpoint::ALL, lambda_http::Request::from_parts(parts, body)).await
+            handle(
+                service,
+                Endpoint::ALL,
+                lambda_http::Request::from_parts(parts, body),
+            )
+            .await
         }
     };
     let (parts, body) = response.into_parts();
@@ -178,8 +188,15 @@ async fn answer(service: &TokenService, request: hyper::Request<Incoming>) -> hy
 /// The one-screen "how to try it". Never prints a password.
 fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
     let mut text = format!("tokenlife listening on {base_url}\n");
-    text += &format!("  embedded default: in-memory stores, {} key generated at start\n", service.config().algorithm.name());
-    text += &format!("  issuer {}  audience {}\n\nRoutes:\n", service.issuer(), service.config().audience);
+    text += &format!(
+        "  embedded default: in-memory stores, {} key generated at start\n",
+        service.config().algorithm.name()
+    );
+    text += &format!(
+        "  issuer {}  audience {}\n\nRoutes:\n",
+        service.issuer(),
+        service.config().audience
+    );
     for endpoint in Endpoint::ALL {
         let (method, path) = endpoint.route();
         text += &format!("  {method:<5} {base_url}{path}\n");
@@ -190,7 +207,13 @@ fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
     } else {
         let names: Vec<String> = users
             .iter()
-            .map(|u| if u.admin { format!("{} (admin)", u.name) } else { u.name.clone() })
+            .map(|u| {
+                if u.admin {
+                    format!("{} (admin)", u.name)
+                } else {
+                    u.name.clone()
+                }
+            })
             .collect();
         text += &format!("{}\n", names.join(", "));
     }

@@ -54,7 +54,10 @@ impl Server {
             })
             .to_owned();
         let output = Arc::new(Mutex::new(first));
-        for stream in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(stdout) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let output = output.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -67,16 +70,29 @@ impl Server {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Server { child, base, output, agent }
+        Server {
+            child,
+            base,
+            output,
+            agent,
+        }
     }
 
-    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Answer {
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Answer {
         let url = format!("{}{path}", self.base);
         let mut builder = http_request(method, &url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder.body(body.map(<[u8]>::to_vec).unwrap_or_default()).unwrap();
+        let request = builder
+            .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+            .unwrap();
         let mut response = self.agent.run(request).expect("request reaches the server");
         let status = response.status().as_u16();
         let headers = response
@@ -108,7 +124,11 @@ impl Server {
     }
 
     fn login(&self, username: &str, password: &str) -> Answer {
-        self.post_json("/login", json!({ "username": username, "password": password }), &[])
+        self.post_json(
+            "/login",
+            json!({ "username": username, "password": password }),
+            &[],
+        )
     }
 
     fn userinfo(&self, access_token: &str) -> Answer {
@@ -125,7 +145,10 @@ impl Server {
         std::thread::sleep(Duration::from_millis(200));
         let output = self.output.lock().unwrap();
         for secret in secrets.iter().filter(|s| s.len() >= 8) {
-            assert!(!output.contains(secret), "the server printed a secret: {secret:.12}...");
+            assert!(
+                !output.contains(secret),
+                "the server printed a secret: {secret:.12}..."
+            );
             // Nor any long piece of a token.
             if secret.len() > 40 {
                 for part in secret.split('.').filter(|p| p.len() >= 16) {
@@ -202,14 +225,23 @@ fn the_whole_lifecycle_over_http() {
     let sub = me.text("sub");
 
     // Wrong password and unknown user: the same answer.
-    let wrong = server.login("alice", "not-her-password").expect_error(400, "invalid_grant");
-    let unknown = server.login("nobody", "not-her-password").expect_error(400, "invalid_grant");
+    let wrong = server
+        .login("alice", "not-her-password")
+        .expect_error(400, "invalid_grant");
+    let unknown = server
+        .login("nobody", "not-her-password")
+        .expect_error(400, "invalid_grant");
     assert_eq!(wrong.body, unknown.body);
 
     // expiry -> 401
     std::thread::sleep(Duration::from_millis(2_100));
     let expired = server.userinfo(&access).expect_error(401, "invalid_token");
-    assert!(expired.header("www-authenticate").unwrap().starts_with("Bearer error=\"invalid_token\""));
+    assert!(
+        expired
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
 
     // refresh -> new tokens that work
     let renewed = server.refresh(&refresh).expect(200);
@@ -240,43 +272,79 @@ fn the_whole_lifecycle_over_http() {
     let login = server.login("alice", ALICE_PASSWORD).expect(200);
     let (access4, refresh4) = (login.text("access_token"), login.text("refresh_token"));
     secrets.extend([access4.clone(), refresh4.clone()]);
-    server.post_json("/revoke", json!({ "token": access4 }), &[]).expect(200);
+    server
+        .post_json("/revoke", json!({ "token": access4 }), &[])
+        .expect(200);
     server.userinfo(&access4).expect_error(401, "invalid_token");
     let renewed = server.refresh(&refresh4).expect(200);
     server.userinfo(&renewed.text("access_token")).expect(200);
 
     // Admin: revoke every session of alice; a login right after works.
-    let root = server.login("root", ROOT_PASSWORD).expect(200).text("access_token");
+    let root = server
+        .login("root", ROOT_PASSWORD)
+        .expect(200)
+        .text("access_token");
     secrets.push(root.clone());
     let alice_bearer = format!("Bearer {}", renewed.text("access_token"));
     server
-        .send("POST", "/admin/users/root/revoke", &[("authorization", &alice_bearer)], None)
+        .send(
+            "POST",
+            "/admin/users/root/revoke",
+            &[("authorization", &alice_bearer)],
+            None,
+        )
         .expect_error(403, "insufficient_scope");
     let root_bearer = format!("Bearer {root}");
     server
-        .send("POST", "/admin/users/alice/revoke", &[("authorization", &root_bearer)], None)
+        .send(
+            "POST",
+            "/admin/users/alice/revoke",
+            &[("authorization", &root_bearer)],
+            None,
+        )
         .expect(200);
-    server.userinfo(&renewed.text("access_token")).expect_error(401, "invalid_token");
-    server.refresh(&renewed.text("refresh_token")).expect_error(400, "invalid_grant");
+    server
+        .userinfo(&renewed.text("access_token"))
+        .expect_error(401, "invalid_token");
+    server
+        .refresh(&renewed.text("refresh_token"))
+        .expect_error(400, "invalid_grant");
     let again = server.login("alice", ALICE_PASSWORD).expect(200);
     server.userinfo(&again.text("access_token")).expect(200);
     server.refresh(&again.text("refresh_token")).expect(200);
 
     // The OAuth token endpoint, as an OAuth client library would call it.
-    let form = format!("grant_type=password&username=alice&password={ALICE_PASSWORD}&client_id=cli");
+    let form =
+        format!("grant_type=password&username=alice&password={ALICE_PASSWORD}&client_id=cli");
     let grant = server.post_form("/token", &form).expect(200);
     secrets.push(grant.text("refresh_token"));
-    let form = format!("grant_type=refresh_token&refresh_token={}", grant.text("refresh_token"));
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        grant.text("refresh_token")
+    );
     let grant = server.post_form("/token", &form).expect(200);
     secrets.push(grant.text("refresh_token"));
-    server.post_form("/token", "grant_type=client_credentials").expect_error(400, "unsupported_grant_type");
+    server
+        .post_form("/token", "grant_type=client_credentials")
+        .expect_error(400, "unsupported_grant_type");
 
     // Metadata and JWKS.
-    let metadata = server.send("GET", "/.well-known/oauth-authorization-server", &[], None).expect(200);
+    let metadata = server
+        .send("GET", "/.well-known/oauth-authorization-server", &[], None)
+        .expect(200);
     assert_eq!(metadata.body["issuer"], server.base);
-    assert_eq!(metadata.body["jwks_uri"], format!("{}/.well-known/jwks.json", server.base));
-    let jwks = server.send("GET", "/.well-known/jwks.json", &[], None).expect(200);
-    assert!(jwks.header("cache-control").unwrap().starts_with("public, max-age="));
+    assert_eq!(
+        metadata.body["jwks_uri"],
+        format!("{}/.well-known/jwks.json", server.base)
+    );
+    let jwks = server
+        .send("GET", "/.well-known/jwks.json", &[], None)
+        .expect(200);
+    assert!(
+        jwks.header("cache-control")
+            .unwrap()
+            .starts_with("public, max-age=")
+    );
 
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     server.assert_output_free_of(&secrets);
@@ -288,29 +356,81 @@ fn the_whole_lifecycle_over_http() {
 fn cookie_refresh_needs_an_allowed_origin() {
     let server = Server::start(&[("TOKENLIFE_CORS_ORIGINS", "https://app.example.com")]);
     let login = server.login("alice", ALICE_PASSWORD).expect(200);
-    let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
-    assert!(login.header("set-cookie").unwrap().contains("HttpOnly; Secure; SameSite=Strict; Path=/refresh"));
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        login
+            .header("set-cookie")
+            .unwrap()
+            .contains("HttpOnly; Secure; SameSite=Strict; Path=/refresh")
+    );
 
-    server.send("POST", "/refresh", &[("cookie", &cookie)], None).expect_error(403, "access_denied");
     server
-        .send("POST", "/refresh", &[("cookie", &cookie), ("origin", "https://evil.example")], None)
+        .send("POST", "/refresh", &[("cookie", &cookie)], None)
+        .expect_error(403, "access_denied");
+    server
+        .send(
+            "POST",
+            "/refresh",
+            &[("cookie", &cookie), ("origin", "https://evil.example")],
+            None,
+        )
         .expect_error(403, "access_denied");
     let ok = server
-        .send("POST", "/refresh", &[("cookie", &cookie), ("origin", "https://app.example.com")], None)
+        .send(
+            "POST",
+            "/refresh",
+            &[("cookie", &cookie), ("origin", "https://app.example.com")],
+            None,
+        )
         .expect(200);
-    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
     // The issuer's own origin (a page served by the API's host) may use the cookie too.
-    let cookie = ok.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let cookie = ok
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let referer = format!("{}/some/page", server.base);
-    server.send("POST", "/refresh", &[("cookie", &cookie), ("referer", &referer)], None).expect(200);
+    server
+        .send(
+            "POST",
+            "/refresh",
+            &[("cookie", &cookie), ("referer", &referer)],
+            None,
+        )
+        .expect(200);
 
     // Preflight: answered for the allowed origin only.
-    let preflight = [("origin", "https://app.example.com"), ("access-control-request-method", "POST")];
-    let answer = server.send("OPTIONS", "/refresh", &preflight, None).expect(204);
-    assert_eq!(answer.header("access-control-allow-origin"), Some("https://app.example.com"));
+    let preflight = [
+        ("origin", "https://app.example.com"),
+        ("access-control-request-method", "POST"),
+    ];
     let answer = server
-        .send("OPTIONS", "/refresh", &[("origin", "https://evil.example")], None)
+        .send("OPTIONS", "/refresh", &preflight, None)
+        .expect(204);
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let answer = server
+        .send(
+            "OPTIONS",
+            "/refresh",
+            &[("origin", "https://evil.example")],
+            None,
+        )
         .expect_error(403, "access_denied");
     assert_eq!(answer.header("access-control-allow-origin"), None);
 }
@@ -335,7 +455,10 @@ fn race_refreshes(server: &Server, refresh_token: &str) -> Vec<Answer> {
 #[test]
 fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once() {
     let server = Server::start(&[("TOKENLIFE_REFRESH_GRACE", "0")]);
-    let refresh = server.login("alice", ALICE_PASSWORD).expect(200).text("refresh_token");
+    let refresh = server
+        .login("alice", ALICE_PASSWORD)
+        .expect(200)
+        .text("refresh_token");
     let answers = race_refreshes(&server, &refresh);
     let winners: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
     assert_eq!(winners.len(), 1, "exactly one rotation: {answers:?}");
@@ -348,7 +471,10 @@ fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once() {
 #[test]
 fn thirty_concurrent_refreshes_with_grace_all_get_the_same_successor() {
     let server = Server::start(&[("TOKENLIFE_REFRESH_GRACE", "30")]);
-    let refresh = server.login("alice", ALICE_PASSWORD).expect(200).text("refresh_token");
+    let refresh = server
+        .login("alice", ALICE_PASSWORD)
+        .expect(200)
+        .text("refresh_token");
     let answers = race_refreshes(&server, &refresh);
     let successors: Vec<String> = answers
         .iter()
@@ -357,12 +483,21 @@ fn thirty_concurrent_refreshes_with_grace_all_get_the_same_successor() {
             a.text("refresh_token")
         })
         .collect();
-    assert!(successors.iter().all(|s| *s == successors[0]), "one successor for all");
+    assert!(
+        successors.iter().all(|s| *s == successors[0]),
+        "one successor for all"
+    );
     // Exactly one rotation happened: the successor is generation 1 and rotates normally.
     assert_eq!(successors[0].split('.').nth(1), Some("1"));
-    let next = server.refresh(&successors[0]).expect(200).text("refresh_token");
+    let next = server
+        .refresh(&successors[0])
+        .expect(200)
+        .text("refresh_token");
     assert_eq!(next.split('.').nth(1), Some("2"));
 }
+
+/// Method, path, headers, body.
+type BadRequest<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Option<Vec<u8>>);
 
 #[test]
 fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
@@ -371,27 +506,113 @@ fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
     let (access, refresh) = (login.text("access_token"), login.text("refresh_token"));
 
     let huge = vec![b'a'; 100 * 1024];
-    let huge_json = format!("{{\"username\":\"alice\",\"password\":\"{}\"}}", "x".repeat(70 * 1024));
+    let huge_json = format!(
+        "{{\"username\":\"alice\",\"password\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
     let huge_token = format!("Bearer {}", "A".repeat(20_000));
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<Vec<u8>>)> = vec![
-        ("POST", "/login", vec![("content-type", "application/json")], Some(b"{not json".to_vec())),
-        ("POST", "/login", vec![("content-type", "application/json")], Some(b"[1,2,3]".to_vec())),
-        ("POST", "/login", vec![("content-type", "application/json")], Some(br#"{"username":["a"],"password":"x"}"#.to_vec())),
-        ("POST", "/login", vec![("content-type", "application/json")], Some(b"{\"username\":\"al\\u0000ice\",\"password\":\"x\"}".to_vec())),
-        ("POST", "/login", vec![("content-type", "application/json")], Some(huge_json.into_bytes())),
-        ("POST", "/login", vec![("content-type", "application/x-www-form-urlencoded")], Some(huge.clone())),
-        ("POST", "/login", vec![("content-type", "application/x-www-form-urlencoded")], Some(b"username=a&username=b&password=x".to_vec())),
-        ("POST", "/login", vec![("content-type", "application/x-www-form-urlencoded")], Some(vec![0xff, 0xfe, 0x00, 0x41])),
-        ("POST", "/login", vec![("content-type", "image/png")], Some(vec![0x89, 0x50, 0x4e, 0x47])),
+    let cases: Vec<BadRequest> = vec![
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/json")],
+            Some(b"{not json".to_vec()),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/json")],
+            Some(b"[1,2,3]".to_vec()),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/json")],
+            Some(br#"{"username":["a"],"password":"x"}"#.to_vec()),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/json")],
+            Some(b"{\"username\":\"al\\u0000ice\",\"password\":\"x\"}".to_vec()),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/json")],
+            Some(huge_json.into_bytes()),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            Some(huge.clone()),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            Some(b"username=a&username=b&password=x".to_vec()),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            Some(vec![0xff, 0xfe, 0x00, 0x41]),
+        ),
+        (
+            "POST",
+            "/login",
+            vec![("content-type", "image/png")],
+            Some(vec![0x89, 0x50, 0x4e, 0x47]),
+        ),
         ("POST", "/login", vec![], Some(b"username=alice".to_vec())),
         ("POST", "/login", vec![], None),
-        ("POST", "/refresh", vec![("content-type", "application/json")], Some(br#"{"refresh_token":"%%%.1.@@@"}"#.to_vec())),
-        ("POST", "/refresh", vec![("content-type", "application/json")], Some(format!("{{\"refresh_token\":\"{}\"}}", "A".repeat(5000)).into_bytes())),
-        ("POST", "/revoke", vec![("content-type", "application/json")], Some(b"{\"token\": 5}".to_vec())),
-        ("GET", "/userinfo", vec![("authorization", huge_token.as_str())], None),
-        ("GET", "/userinfo", vec![("authorization", "Basic YWxpY2U6eA==")], None),
-        ("GET", "/userinfo", vec![("authorization", "Bearer a.b.c")], None),
-        ("GET", "/userinfo", vec![("authorization", "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ4In0.c2ln")], None),
+        (
+            "POST",
+            "/refresh",
+            vec![("content-type", "application/json")],
+            Some(br#"{"refresh_token":"%%%.1.@@@"}"#.to_vec()),
+        ),
+        (
+            "POST",
+            "/refresh",
+            vec![("content-type", "application/json")],
+            Some(format!("{{\"refresh_token\":\"{}\"}}", "A".repeat(5000)).into_bytes()),
+        ),
+        (
+            "POST",
+            "/revoke",
+            vec![("content-type", "application/json")],
+            Some(b"{\"token\": 5}".to_vec()),
+        ),
+        (
+            "GET",
+            "/userinfo",
+            vec![("authorization", huge_token.as_str())],
+            None,
+        ),
+        (
+            "GET",
+            "/userinfo",
+            vec![("authorization", "Basic YWxpY2U6eA==")],
+            None,
+        ),
+        (
+            "GET",
+            "/userinfo",
+            vec![("authorization", "Bearer a.b.c")],
+            None,
+        ),
+        (
+            "GET",
+            "/userinfo",
+            vec![(
+                "authorization",
+                "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ4In0.c2ln",
+            )],
+            None,
+        ),
         ("DELETE", "/login", vec![], None),
         ("PUT", "/.well-known/jwks.json", vec![], None),
         ("GET", "/admin/users/alice/revoke", vec![], None),
@@ -407,7 +628,11 @@ fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
             answer.status,
             answer.body
         );
-        assert!(answer.body["error"].is_string(), "{method} {path}: {:?}", answer.body);
+        assert!(
+            answer.body["error"].is_string(),
+            "{method} {path}: {:?}",
+            answer.body
+        );
         assert!(answer.body["error_description"].is_string());
     }
     // Nothing changed: the tokens issued before all that still work.
@@ -425,7 +650,10 @@ fn a_third_party_verifier_accepts_our_tokens_against_our_jwks() {
     };
     for alg in ["ES256", "RS256"] {
         let server = Server::start(&[("TOKENLIFE_ALG", alg), ("TOKENLIFE_AUDIENCE", "orders-api")]);
-        let access = server.login("alice", ALICE_PASSWORD).expect(200).text("access_token");
+        let access = server
+            .login("alice", ALICE_PASSWORD)
+            .expect(200)
+            .text("access_token");
         let mut forged = access.clone();
         forged.replace_range(forged.len() - 6.., "AAAAAA");
         let jwks_url = format!("{}/.well-known/jwks.json", server.base);
@@ -435,11 +663,26 @@ fn a_third_party_verifier_accepts_our_tokens_against_our_jwks() {
             .output()
             .expect("node runs (Node 20 is on the machine)");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 2, "jose said: {stdout} {}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(lines[0]["ok"], true, "{alg}: jose refused our token: {}", lines[0]);
+        let lines: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "jose said: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            lines[0]["ok"], true,
+            "{alg}: jose refused our token: {}",
+            lines[0]
+        );
         assert_eq!(lines[0]["alg"], alg);
-        assert_eq!(lines[1]["ok"], false, "{alg}: jose accepted a forged signature");
+        assert_eq!(
+            lines[1]["ok"], false,
+            "{alg}: jose accepted a forged signature"
+        );
         let me = server.userinfo(&access).expect(200);
         assert_eq!(lines[0]["sub"], me.body["sub"]);
     }

@@ -1,1 +1,119 @@
-fn main(){}
+//! The /userinfo verification path (`TokenService::authorize`: header, key pinned by kid,
+//! signature, claims, then the revocation lookup in the in-memory store) against the raw
+//! aws-lc-rs signature verify of the same token, for ES256 and RS256.
+//!
+//! Run: `cargo bench -p tokenlife --bench verify` (figures in BENCHMARKS.md). A plain timing
+//! loop rather than criterion: rounds alternate between the two paths so that noise from
+//! the shared machine hits both alike, and the median round is reported.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::{self, UnparsedPublicKey};
+use tokenlife::clock::SystemClock;
+use tokenlife::config::{Argon2Params, Config};
+use tokenlife::keys::SigningAlgorithm;
+use tokenlife::secrets::b64url_decode;
+use tokenlife::service::LoginRequest;
+use tokenlife::{App, TokenService};
+
+const ROUNDS: usize = 7;
+const ROUND_TIME: Duration = Duration::from_millis(700);
+
+/// Calls `f` repeatedly for about ROUND_TIME; returns operations per second.
+fn rate(mut f: impl FnMut()) -> f64 {
+    let mut count = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < ROUND_TIME {
+        for _ in 0..64 {
+            f();
+        }
+        count += 64;
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn setup(runtime: &tokio::runtime::Runtime, algorithm: SigningAlgorithm) -> (Arc<TokenService>, String) {
+    let config = Config {
+        algorithm,
+        argon2: Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
+    };
+    let app = App::embedded(config, "https://issuer.bench", Arc::new(SystemClock)).unwrap();
+    let service = app.service;
+    let token = runtime.block_on(async {
+        service.put_user("bench", "bench password", vec!["user".into()]).await.unwrap();
+        service
+            .login(LoginRequest {
+                username: "bench".into(),
+                password: "bench password".into(),
+                client_id: None,
+                scope: None,
+            })
+            .await
+            .unwrap()
+            .access_token
+    });
+    (service, token)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    println!("| alg | raw aws-lc verify (ops/s) | tokenlife authorize (ops/s) | ratio |");
+    println!("|---|---|---|---|");
+    for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::Rs256] {
+        let (service, token) = setup(&runtime, algorithm);
+        // The raw baseline: the same bytes, already split and base64-decoded, and the same
+        // public key bytes jsonwebtoken hands to aws-lc-rs.
+        let (signing_input, signature_b64) = token.rsplit_once('.').unwrap();
+        let signature_bytes = b64url_decode(signature_b64).unwrap();
+        let jwk = service.jwks().keys.remove(0);
+        let raw_verify: Box<dyn Fn() -> bool> = match algorithm {
+            SigningAlgorithm::Es256 => {
+                let mut point = vec![4u8];
+                point.extend(b64url_decode(jwk.x.as_ref().unwrap()).unwrap());
+                point.extend(b64url_decode(jwk.y.as_ref().unwrap()).unwrap());
+                Box::new(move || {
+                    UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point)
+                        .verify(signing_input.as_bytes(), &signature_bytes)
+                        .is_ok()
+                })
+            }
+            SigningAlgorithm::Rs256 => {
+                let n = b64url_decode(jwk.n.as_ref().unwrap()).unwrap();
+                let e = b64url_decode(jwk.e.as_ref().unwrap()).unwrap();
+                Box::new(move || {
+                    signature::RsaPublicKeyComponents { n: &n, e: &e }
+                        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signing_input.as_bytes(), &signature_bytes)
+                        .is_ok()
+                })
+            }
+        };
+        assert!(raw_verify());
+        runtime.block_on(service.authorize(&token)).unwrap();
+
+        let (mut raw, mut ours) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            raw.push(rate(|| assert!(black_box(raw_verify()))));
+            ours.push(rate(|| {
+                runtime.block_on(async { black_box(service.authorize(black_box(&token)).await.is_ok()) });
+            }));
+        }
+        let (raw, ours) = (median(raw), median(ours));
+        println!(
+            "| {} | {raw:.0} | {ours:.0} | {:.1}% |",
+            algorithm.name(),
+            100.0 * ours / raw
+        );
+    }
+}

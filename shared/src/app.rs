@@ -30,7 +30,11 @@ pub struct App {
 impl App {
     /// In-memory stores and a fresh local signing key of `config.algorithm`; tokens are
     /// issued by `config.issuer`, or `default_issuer` when that is unset.
-    pub fn embedded(config: Config, default_issuer: &str, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+    pub fn embedded(
+        config: Config,
+        default_issuer: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
         let issuer = config.issuer_or(default_issuer);
         let store = Arc::new(MemoryStore::new(clock.clone()));
         let signer = Arc::new(LocalSigner::generate(config.algorithm)?);

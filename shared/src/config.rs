@@ -92,10 +92,11 @@ impl Config {
         let env = Env(&lookup);
         let defaults = Config::default();
         let config = Config {
-            issuer: env.text("TOKENLIFE_ISSUER")?.map(parse_issuer).transpose()?,
-            audience: env
-                .text("TOKENLIFE_AUDIENCE")?
-                .unwrap_or(defaults.audience),
+            issuer: env
+                .text("TOKENLIFE_ISSUER")?
+                .map(parse_issuer)
+                .transpose()?,
+            audience: env.text("TOKENLIFE_AUDIENCE")?.unwrap_or(defaults.audience),
             access_ttl_secs: env
                 .seconds("TOKENLIFE_ACCESS_TTL", 1..=86_400)?
                 .unwrap_or(defaults.access_ttl_secs),
@@ -187,11 +188,7 @@ impl Env<'_> {
         if !range.contains(&value) {
             return Err(ConfigError {
                 variable,
-                problem: format!(
-                    "{value} is outside {}..={}",
-                    range.start(),
-                    range.end()
-                ),
+                problem: format!("{value} is outside {}..={}", range.start(), range.end()),
             });
         }
         Ok(Some(value))
@@ -217,7 +214,9 @@ fn parse_issuer(text: String) -> Result<String, ConfigError> {
     if origin_of(&issuer).is_none() {
         return Err(ConfigError {
             variable: "TOKENLIFE_ISSUER",
-            problem: format!("expected an http(s) URL such as https://auth.example.com, got {text:?}"),
+            problem: format!(
+                "expected an http(s) URL such as https://auth.example.com, got {text:?}"
+            ),
         });
     }
     Ok(issuer)
@@ -306,7 +305,10 @@ mod tests {
             ("TOKENLIFE_ACCESS_TTL", "60"),
             ("TOKENLIFE_REFRESH_GRACE", "0"),
             ("TOKENLIFE_ALG", "rs256"),
-            ("TOKENLIFE_CORS_ORIGINS", "https://app.example.com, http://localhost:5173"),
+            (
+                "TOKENLIFE_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:5173",
+            ),
             ("TOKENLIFE_REFRESH_COOKIE", "false"),
         ])
         .unwrap();

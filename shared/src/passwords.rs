@@ -22,8 +22,13 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(params: Argon2Params) -> Result<Self, PasswordError> {
-        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(|e| PasswordError(e.to_string()))?;
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| PasswordError(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_password: [u8; 32] = random_bytes();
         let dummy_hash = hash_with(&argon2, &dummy_password)?;
@@ -48,7 +53,10 @@ impl PasswordHasher {
             let _ = self.argon2.verify_password(password.as_bytes(), &dummy);
             return false;
         };
-        let matched = self.argon2.verify_password(password.as_bytes(), &parsed).is_ok();
+        let matched = self
+            .argon2
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         matched && real
     }
 }

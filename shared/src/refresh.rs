@@ -118,7 +118,12 @@ impl RefreshToken {
 
     /// The text form handed to the client. It is a credential: never log it.
     pub fn expose(&self) -> String {
-        format!("{}.{}.{}", self.session_id, self.generation, b64url(&self.secret))
+        format!(
+            "{}.{}.{}",
+            self.session_id,
+            self.generation,
+            b64url(&self.secret)
+        )
     }
 
     pub fn session_id(&self) -> &str {
@@ -169,7 +174,11 @@ impl RefreshToken {
         let mut buffer = ciphertext.to_vec();
         let plain = self
             .grace_key()
-            .open_in_place(nonce, aead::Aad::from(self.session_id.as_bytes()), &mut buffer)
+            .open_in_place(
+                nonce,
+                aead::Aad::from(self.session_id.as_bytes()),
+                &mut buffer,
+            )
             .ok()?;
         Some(RefreshToken {
             session_id: self.session_id.clone(),
@@ -193,7 +202,12 @@ impl RefreshToken {
 fn tag(reuse_key: &[u8; 32], session_id: &str, generation: u64, random: &[u8]) -> [u8; TAG_LEN] {
     let full = hmac_sha256(
         reuse_key,
-        &[b"tokenlife refresh v1", session_id.as_bytes(), &generation.to_be_bytes(), random],
+        &[
+            b"tokenlife refresh v1",
+            session_id.as_bytes(),
+            &generation.to_be_bytes(),
+            random,
+        ],
     );
     let mut out = [0u8; TAG_LEN];
     out.copy_from_slice(&full[..TAG_LEN]);
@@ -277,6 +291,10 @@ mod tests {
         flipped[20] ^= 1;
         assert_eq!(spent.open_successor(&flipped), None);
         // The sealed form does not contain the successor's secret.
-        assert!(!sealed.windows(8).any(|w| successor.secret.windows(8).any(|s| s == w)));
+        assert!(
+            !sealed
+                .windows(8)
+                .any(|w| successor.secret.windows(8).any(|s| s == w))
+        );
     }
 }

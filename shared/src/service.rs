@@ -108,7 +108,12 @@ impl TokenService {
     }
 
     /// Creates or replaces a user (operators and `serve --user`).
-    pub async fn put_user(&self, username: &str, password: &str, scopes: Vec<String>) -> Result<User, Error> {
+    pub async fn put_user(
+        &self,
+        username: &str,
+        password: &str,
+        scopes: Vec<String>,
+    ) -> Result<User, Error> {
         check_username(username)?;
         check_password(password)?;
         let existing = self.users.find_user(username).await?;
@@ -122,7 +127,9 @@ impl TokenService {
                 Error::Internal
             })?;
         let user = User {
-            id: existing.map(|u| u.id).unwrap_or_else(|| b64url(&random_bytes::<16>())),
+            id: existing
+                .map(|u| u.id)
+                .unwrap_or_else(|| b64url(&random_bytes::<16>())),
             username: username.to_owned(),
             password_hash,
             scopes,
@@ -200,8 +207,11 @@ impl TokenService {
             if session.ended || session.expires_at <= now_ms / 1000 {
                 return Err(unusable());
             }
-            if client_id.is_some() && session.client_id.is_some() && client_id != session.client_id {
-                return Err(Error::invalid_grant("refresh token was issued to another client"));
+            if client_id.is_some() && session.client_id.is_some() && client_id != session.client_id
+            {
+                return Err(Error::invalid_grant(
+                    "refresh token was issued to another client",
+                ));
             }
             let scope = narrow_scope(&session.scope, request.scope.as_deref())?;
 
@@ -213,7 +223,8 @@ impl TokenService {
                 if idle > 0 && now_ms.saturating_sub(session.last_used_ms) > idle * 1000 {
                     return Err(Error::invalid_grant("the session has been idle too long"));
                 }
-                let successor = RefreshToken::issue(&session.id, session.generation + 1, &session.reuse_key);
+                let successor =
+                    RefreshToken::issue(&session.id, session.generation + 1, &session.reuse_key);
                 let updated = Session {
                     generation: session.generation + 1,
                     current_hash: successor.hash(),
@@ -226,8 +237,14 @@ impl TokenService {
                 };
                 // Sign before the conditional write; hand out tokens only after it won.
                 let access_token = self.issue_access_token(&session, &scope).await?;
-                match self.sessions.replace_session(&updated, session.generation).await? {
-                    ReplaceOutcome::Replaced => return Ok(self.grant(access_token, &successor, scope)),
+                match self
+                    .sessions
+                    .replace_session(&updated, session.generation)
+                    .await?
+                {
+                    ReplaceOutcome::Replaced => {
+                        return Ok(self.grant(access_token, &successor, scope));
+                    }
                     ReplaceOutcome::Conflict => continue,
                     ReplaceOutcome::Ended => return Err(unusable()),
                 }
@@ -259,11 +276,17 @@ impl TokenService {
             }
             return Err(unusable());
         }
-        Err(Error::Unavailable("too many concurrent refreshes; retry".into()))
+        Err(Error::Unavailable(
+            "too many concurrent refreshes; retry".into(),
+        ))
     }
 
     /// RFC 7009 revocation of a refresh or access token. Unknown tokens are not an error.
-    pub async fn revoke(&self, token: &str, _token_type_hint: Option<&str>) -> Result<Revoked, Error> {
+    pub async fn revoke(
+        &self,
+        token: &str,
+        _token_type_hint: Option<&str>,
+    ) -> Result<Revoked, Error> {
         // The hint only saves a lookup; the token's shape tells the type exactly.
         if let Some(refresh) = RefreshToken::parse(token) {
             let Some(session) = self.sessions.find_session(refresh.session_id()).await? else {
@@ -307,7 +330,10 @@ impl TokenService {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))?;
         let now_ms = self.clock.now_ms();
-        let longest = self.config.refresh_ttl_secs.max(self.config.access_ttl_secs);
+        let longest = self
+            .config
+            .refresh_ttl_secs
+            .max(self.config.access_ttl_secs);
         self.sessions
             .put_revocation(&Revocation {
                 key: RevocationKey::User(user.id.clone()),
@@ -335,9 +361,8 @@ impl TokenService {
         let revoked = entries.iter().any(|entry| {
             entry.expires_at > now_secs
                 && match entry.key {
-                    RevocationKey::User(_) => {
-                        session_created.is_none_or(|created| created <= entry.sessions_created_until_ms)
-                    }
+                    RevocationKey::User(_) => session_created
+                        .is_none_or(|created| created <= entry.sessions_created_until_ms),
                     _ => true,
                 }
         });
@@ -400,7 +425,10 @@ impl TokenService {
     async fn end_session(&self, session: &Session) -> Result<(), Error> {
         let revocation = Revocation {
             key: RevocationKey::Session(session.id.clone()),
-            expires_at: self.clock.now_secs() + self.config.access_ttl_secs + self.config.leeway_secs + 1,
+            expires_at: self.clock.now_secs()
+                + self.config.access_ttl_secs
+                + self.config.leeway_secs
+                + 1,
             sessions_created_until_ms: 0,
         };
         Ok(self.sessions.end_session(&session.id, &revocation).await?)
@@ -425,7 +453,9 @@ fn check_username(username: &str) -> Result<(), Error> {
         )));
     }
     if username.chars().any(char::is_control) {
-        return Err(Error::invalid_request("username must not contain control characters"));
+        return Err(Error::invalid_request(
+            "username must not contain control characters",
+        ));
     }
     Ok(())
 }

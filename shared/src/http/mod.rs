@@ -68,7 +68,9 @@ impl Endpoint {
             "/.well-known/oauth-authorization-server" => Endpoint::Metadata,
             "/userinfo" => Endpoint::UserInfo,
             _ => {
-                let name = path.strip_prefix("/admin/users/")?.strip_suffix("/revoke")?;
+                let name = path
+                    .strip_prefix("/admin/users/")?
+                    .strip_suffix("/revoke")?;
                 if name.is_empty() || name.contains('/') {
                     return None;
                 }
@@ -85,7 +87,10 @@ pub const LAMBDA_FUNCTIONS: &[(&str, &[Endpoint])] = &[
     ("login", &[Endpoint::Login, Endpoint::Token]),
     ("refresh", &[Endpoint::Refresh]),
     ("revoke", &[Endpoint::Revoke, Endpoint::AdminRevokeUser]),
-    ("jwks", &[Endpoint::Jwks, Endpoint::Metadata, Endpoint::UserInfo]),
+    (
+        "jwks",
+        &[Endpoint::Jwks, Endpoint::Metadata, Endpoint::UserInfo],
+    ),
 ];
 
 /// The endpoints of Lambda function `name` (none for an unknown name).
@@ -119,7 +124,10 @@ fn percent_encoding_decode(input: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Runs a Lambda function serving `endpoints` until the runtime stops it.
-pub async fn run_lambda(service: Arc<TokenService>, endpoints: &'static [Endpoint]) -> Result<(), lambda_http::Error> {
+pub async fn run_lambda(
+    service: Arc<TokenService>,
+    endpoints: &'static [Endpoint],
+) -> Result<(), lambda_http::Error> {
     lambda_http::run(service_fn(move |request: Request| {
         let service = service.clone();
         async move { Ok::<_, Infallible>(handle(&service, endpoints, request).await) }
@@ -128,7 +136,11 @@ pub async fn run_lambda(service: Arc<TokenService>, endpoints: &'static [Endpoin
 }
 
 /// Answers one request for any of `endpoints`; others are 404.
-pub async fn handle(service: &TokenService, endpoints: &[Endpoint], request: Request) -> Response<Body> {
+pub async fn handle(
+    service: &TokenService,
+    endpoints: &[Endpoint],
+    request: Request,
+) -> Response<Body> {
     let (base_path, path) = split_base_path(&request);
     let origin = request
         .headers()
@@ -149,7 +161,11 @@ pub async fn handle(service: &TokenService, endpoints: &[Endpoint], request: Req
             let (method, _) = endpoint.route();
             if request.method().as_str() != method {
                 Err(Error::MethodNotAllowed {
-                    allow: if method == "GET" { "GET, OPTIONS" } else { "POST, OPTIONS" },
+                    allow: if method == "GET" {
+                        "GET, OPTIONS"
+                    } else {
+                        "POST, OPTIONS"
+                    },
                 })
             } else {
                 dispatch(service, endpoint, username, &base_path, &request).await
@@ -198,7 +214,11 @@ async fn dispatch(
             let grant = match params.required("grant_type")?.as_str() {
                 "password" => service.login(login_request(&params)?).await?,
                 "refresh_token" => service.refresh(refresh_request(&params, None)?).await?,
-                other => return Err(Error::UnsupportedGrantType(other.chars().take(64).collect())),
+                other => {
+                    return Err(Error::UnsupportedGrantType(
+                        other.chars().take(64).collect(),
+                    ));
+                }
             };
             Ok(grant_response(service, grant, base_path, false))
         }
@@ -249,7 +269,11 @@ async fn dispatch(
 
 /// `POST /refresh`: the token from the body, or else from the cookie — the latter only from
 /// an allowed browser origin (CSRF guard on top of SameSite=Strict).
-async fn refresh(service: &TokenService, base_path: &str, request: &Request) -> Result<Response<Body>, Error> {
+async fn refresh(
+    service: &TokenService,
+    base_path: &str,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
     let params = params(request)?;
     let from_cookie = if params.optional("refresh_token").is_some() {
         None
@@ -268,7 +292,9 @@ async fn refresh(service: &TokenService, base_path: &str, request: &Request) -> 
         }
         Some(token)
     };
-    let grant = service.refresh(refresh_request(&params, from_cookie)?).await?;
+    let grant = service
+        .refresh(refresh_request(&params, from_cookie)?)
+        .await?;
     Ok(grant_response(service, grant, base_path, true))
 }
 
@@ -293,7 +319,12 @@ fn refresh_request(params: &Params, from_cookie: Option<String>) -> Result<Refre
     })
 }
 
-fn grant_response(service: &TokenService, grant: TokenGrant, base_path: &str, set_cookie: bool) -> Response<Body> {
+fn grant_response(
+    service: &TokenService,
+    grant: TokenGrant,
+    base_path: &str,
+    set_cookie: bool,
+) -> Response<Body> {
     let mut response = no_store(json(200, &grant));
     if set_cookie && service.config().refresh_cookie {
         let cookie = refresh_cookie(
@@ -316,14 +347,27 @@ mod tests {
             let (_, path) = endpoint.route();
             let path = path.replace("{username}", "alice");
             assert_eq!(Endpoint::match_path(&path).unwrap().0, *endpoint);
-            let served_by = LAMBDA_FUNCTIONS.iter().filter(|(_, eps)| eps.contains(endpoint)).count();
-            assert_eq!(served_by, 1, "{endpoint:?} is served by exactly one function");
+            let served_by = LAMBDA_FUNCTIONS
+                .iter()
+                .filter(|(_, eps)| eps.contains(endpoint))
+                .count();
+            assert_eq!(
+                served_by, 1,
+                "{endpoint:?} is served by exactly one function"
+            );
         }
         assert_eq!(
             Endpoint::match_path("/admin/users/a%20b/revoke"),
             Some((Endpoint::AdminRevokeUser, Some("a b".into())))
         );
-        for path in ["/", "/login/", "/admin/users//revoke", "/admin/users/a/b/revoke", "/admin/users/%zz/revoke", "/admin/users/%ff/revoke"] {
+        for path in [
+            "/",
+            "/login/",
+            "/admin/users//revoke",
+            "/admin/users/a/b/revoke",
+            "/admin/users/%zz/revoke",
+            "/admin/users/%ff/revoke",
+        ] {
             assert_eq!(Endpoint::match_path(path), None, "{path}");
         }
     }

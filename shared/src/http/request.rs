@@ -51,7 +51,13 @@ pub fn params(request: &Request) -> Result<Params, Error> {
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let mut params = HashMap::new();
     match media_type.as_deref() {
         None | Some("") if body.is_empty() => {}
@@ -63,8 +69,9 @@ pub fn params(request: &Request) -> Result<Params, Error> {
             }
         }
         Some("application/json") => {
-            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-                .map_err(|_| Error::invalid_request("the body is not a JSON object"))?;
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(body)
+                    .map_err(|_| Error::invalid_request("the body is not a JSON object"))?;
             for (name, value) in object {
                 match value {
                     serde_json::Value::String(text) => insert_once(&mut params, name, text)?,
@@ -86,12 +93,20 @@ pub fn params(request: &Request) -> Result<Params, Error> {
     Ok(Params(params))
 }
 
-fn insert_once(params: &mut HashMap<String, String>, name: String, value: String) -> Result<(), Error> {
+fn insert_once(
+    params: &mut HashMap<String, String>,
+    name: String,
+    value: String,
+) -> Result<(), Error> {
     if value.contains('\0') || name.contains('\0') {
-        return Err(Error::invalid_request("parameters must not contain NUL bytes"));
+        return Err(Error::invalid_request(
+            "parameters must not contain NUL bytes",
+        ));
     }
     if params.contains_key(&name) {
-        return Err(Error::invalid_request(format!("parameter {name:?} appears twice")));
+        return Err(Error::invalid_request(format!(
+            "parameter {name:?} appears twice"
+        )));
     }
     params.insert(name, value);
     Ok(())

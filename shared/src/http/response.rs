@@ -59,7 +59,10 @@ pub fn error(error: &Error) -> Response<Body> {
         }
         _ => {}
     }
-    if matches!(error, Error::InvalidGrant(_) | Error::InvalidRequest(_) | Error::InvalidScope(_)) {
+    if matches!(
+        error,
+        Error::InvalidGrant(_) | Error::InvalidRequest(_) | Error::InvalidScope(_)
+    ) {
         return no_store(response);
     }
     response
@@ -106,6 +109,9 @@ pub fn preflight(origin: &str) -> Response<Body> {
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("authorization, content-type"),
     );
-    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     response
 }

@@ -122,7 +122,8 @@ impl PublicKey {
             (SigningAlgorithm::Es256, der::SpkiKey::P256 { x, y }) => {
                 let (x, y) = (b64url(&x), b64url(&y));
                 // RFC 7638: required members only, lexicographic order, no whitespace.
-                let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+                let thumbprint_input =
+                    format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
                 let decoding_key = DecodingKey::from_ec_components(&x, &y)
                     .map_err(|e| KeyError::Invalid(e.to_string()))?;
                 let jwk = Jwk {
@@ -140,7 +141,9 @@ impl PublicKey {
             }
             (SigningAlgorithm::Rs256, der::SpkiKey::Rsa { n, e }) => {
                 if n.len() < 256 {
-                    return Err(KeyError::Invalid("RSA keys must be at least 2048 bits".into()));
+                    return Err(KeyError::Invalid(
+                        "RSA keys must be at least 2048 bits".into(),
+                    ));
                 }
                 let decoding_key = DecodingKey::from_rsa_raw_components(&n, &e);
                 let (n, e) = (b64url(&n), b64url(&e));
@@ -241,17 +244,20 @@ mod tests {
     #[test]
     fn ec_jwk_has_thumbprint_kid_and_pinned_alg() {
         let signer = LocalSigner::generate(SigningAlgorithm::Es256).unwrap();
-        let key = PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Es256).unwrap();
+        let key =
+            PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Es256).unwrap();
         assert_eq!(key.jwk.kty, "EC");
         assert_eq!(key.jwk.alg, "ES256");
         assert_eq!(key.jwk.use_, "sig");
         assert_eq!(key.jwk.kid.len(), 43);
         assert_eq!(key.jwk.x.as_ref().unwrap().len(), 43);
         // The same key always has the same kid; another key another.
-        let again = PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Es256).unwrap();
+        let again =
+            PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Es256).unwrap();
         assert_eq!(again.kid(), key.kid());
         let other = LocalSigner::generate(SigningAlgorithm::Es256).unwrap();
-        let other = PublicKey::from_spki_der(other.public_key_der(), SigningAlgorithm::Es256).unwrap();
+        let other =
+            PublicKey::from_spki_der(other.public_key_der(), SigningAlgorithm::Es256).unwrap();
         assert_ne!(other.kid(), key.kid());
     }
 
@@ -270,7 +276,8 @@ mod tests {
     #[test]
     fn rsa_jwk_round_trips() {
         let signer = LocalSigner::generate(SigningAlgorithm::Rs256).unwrap();
-        let key = PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Rs256).unwrap();
+        let key =
+            PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Rs256).unwrap();
         assert_eq!(key.jwk.kty, "RSA");
         assert_eq!(key.jwk.e.as_deref(), Some("AQAB"));
         assert_eq!(key.jwk.n.as_ref().unwrap().len(), 342);
@@ -279,6 +286,8 @@ mod tests {
     #[test]
     fn key_type_must_match_algorithm() {
         let signer = LocalSigner::generate(SigningAlgorithm::Es256).unwrap();
-        assert!(PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Rs256).is_err());
+        assert!(
+            PublicKey::from_spki_der(signer.public_key_der(), SigningAlgorithm::Rs256).is_err()
+        );
     }
 }

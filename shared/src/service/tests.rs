@@ -44,7 +44,11 @@ fn fixture() -> Fixture {
 impl Fixture {
     async fn add_user(&self, name: &str, scopes: &[&str]) {
         self.service
-            .put_user(name, &format!("pw-of-{name}"), scopes.iter().map(|s| s.to_string()).collect())
+            .put_user(
+                name,
+                &format!("pw-of-{name}"),
+                scopes.iter().map(|s| s.to_string()).collect(),
+            )
             .await
             .unwrap();
     }
@@ -133,8 +137,14 @@ async fn scopes_can_be_narrowed_not_widened() {
         client_id: Some("cli".into()),
         scope: Some(scope.into()),
     };
-    assert_eq!(f.service.login(request("user")).await.unwrap().scope, "user");
-    assert!(matches!(f.service.login(request("user admin")).await, Err(Error::InvalidScope(_))));
+    assert_eq!(
+        f.service.login(request("user")).await.unwrap().scope,
+        "user"
+    );
+    assert!(matches!(
+        f.service.login(request("user admin")).await,
+        Err(Error::InvalidScope(_))
+    ));
 }
 
 #[tokio::test]
@@ -152,7 +162,11 @@ async fn refresh_rotates_and_spent_tokens_are_reuse() {
     assert!(error.to_string().contains("already used"), "{error}");
     // ...with its current refresh token and every access token it issued.
     assert_invalid_grant(f.refresh(&third.refresh_token).await);
-    for token in [&first.access_token, &second.access_token, &third.access_token] {
+    for token in [
+        &first.access_token,
+        &second.access_token,
+        &third.access_token,
+    ] {
         assert!(matches!(
             f.service.authorize(token).await,
             Err(Error::InvalidToken(TokenError::Revoked))
@@ -205,7 +219,10 @@ async fn guesses_and_garbage_change_nothing() {
         format!("{}.0.{secret}", crate::refresh::new_session_id(START_MS)),
     ] {
         assert_invalid_grant(f.refresh(&guess).await);
-        assert_eq!(f.service.revoke(&guess, None).await.unwrap(), Revoked::Nothing);
+        assert_eq!(
+            f.service.revoke(&guess, None).await.unwrap(),
+            Revoked::Nothing
+        );
     }
     // The real token still works: nothing was revoked by the guesses.
     f.service.authorize(&grant.access_token).await.unwrap();
@@ -256,13 +273,22 @@ async fn revoking_a_refresh_token_ends_the_session_and_its_access_tokens() {
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let other = f.login("alice").await;
-    assert_eq!(f.service.revoke(&grant.refresh_token, Some("refresh_token")).await.unwrap(), Revoked::Session);
+    assert_eq!(
+        f.service
+            .revoke(&grant.refresh_token, Some("refresh_token"))
+            .await
+            .unwrap(),
+        Revoked::Session
+    );
     assert_invalid_grant(f.refresh(&grant.refresh_token).await);
     assert!(f.service.authorize(&grant.access_token).await.is_err());
     // Another session of the same user is untouched.
     f.service.authorize(&other.access_token).await.unwrap();
     // Revoking again is fine and does nothing.
-    assert_eq!(f.service.revoke(&grant.refresh_token, None).await.unwrap(), Revoked::Nothing);
+    assert_eq!(
+        f.service.revoke(&grant.refresh_token, None).await.unwrap(),
+        Revoked::Nothing
+    );
 }
 
 #[tokio::test]
@@ -271,7 +297,13 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let sibling = f.refresh(&grant.refresh_token).await.unwrap();
-    assert_eq!(f.service.revoke(&grant.access_token, Some("access_token")).await.unwrap(), Revoked::AccessToken);
+    assert_eq!(
+        f.service
+            .revoke(&grant.access_token, Some("access_token"))
+            .await
+            .unwrap(),
+        Revoked::AccessToken
+    );
     assert!(matches!(
         f.service.authorize(&grant.access_token).await,
         Err(Error::InvalidToken(TokenError::Revoked))
@@ -283,7 +315,11 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
     let entries = f
         .store
         .find_revocations(&[RevocationKey::Token(
-            f.service.verifier.verify_ignoring_time(&f.service.keys, &grant.access_token).unwrap().jti,
+            f.service
+                .verifier
+                .verify_ignoring_time(&f.service.keys, &grant.access_token)
+                .unwrap()
+                .jti,
         )])
         .await
         .unwrap();
@@ -296,7 +332,11 @@ async fn revoke_user_needs_admin_and_spares_later_logins() {
     let f = fixture();
     f.add_user("root", &["user", "admin"]).await;
     f.add_user("alice", &["user"]).await;
-    let admin = f.service.authorize(&f.login("root").await.access_token).await.unwrap();
+    let admin = f
+        .service
+        .authorize(&f.login("root").await.access_token)
+        .await
+        .unwrap();
     let alice = f.login("alice").await;
     let alice_claims = f.service.authorize(&alice.access_token).await.unwrap();
 
@@ -304,7 +344,10 @@ async fn revoke_user_needs_admin_and_spares_later_logins() {
         f.service.revoke_user(&alice_claims, "root").await,
         Err(Error::InsufficientScope(ADMIN_SCOPE))
     );
-    assert!(matches!(f.service.revoke_user(&admin, "nobody").await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        f.service.revoke_user(&admin, "nobody").await,
+        Err(Error::NotFound(_))
+    ));
 
     f.service.revoke_user(&admin, "alice").await.unwrap();
     assert!(f.service.authorize(&alice.access_token).await.is_err());
@@ -322,7 +365,11 @@ async fn user_revocation_also_stops_the_grace_window() {
     let f = fixture_with(|c| c.refresh_grace_secs = 5);
     f.add_user("root", &["admin"]).await;
     f.add_user("alice", &["user"]).await;
-    let admin = f.service.authorize(&f.login("root").await.access_token).await.unwrap();
+    let admin = f
+        .service
+        .authorize(&f.login("root").await.access_token)
+        .await
+        .unwrap();
     let first = f.login("alice").await;
     f.refresh(&first.refresh_token).await.unwrap();
     f.clock.advance_ms(5);
@@ -357,13 +404,25 @@ async fn concurrent_refreshes_rotate_exactly_once() {
                 successors.push(grant.refresh_token);
             }
         }
-        let session = f.store.find_session(token.split('.').next().unwrap()).await.unwrap().unwrap();
+        let session = f
+            .store
+            .find_session(token.split('.').next().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         if grace == 0 {
-            assert_eq!(successors.len(), 1, "grace 0: exactly one rotation succeeds");
+            assert_eq!(
+                successors.len(),
+                1,
+                "grace 0: exactly one rotation succeeds"
+            );
             assert!(session.ended, "the others were reuse");
         } else {
             assert_eq!(successors.len(), 30, "grace: every retry succeeds");
-            assert!(successors.iter().all(|s| *s == successors[0]), "all get the same successor");
+            assert!(
+                successors.iter().all(|s| *s == successors[0]),
+                "all get the same successor"
+            );
             assert_eq!(session.generation, 1, "exactly one rotation");
             assert!(!session.ended);
         }
@@ -376,13 +435,22 @@ async fn stored_sessions_hold_no_usable_token() {
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
-    let session = f.store.find_session(first.refresh_token.split('.').next().unwrap()).await.unwrap().unwrap();
+    let session = f
+        .store
+        .find_session(first.refresh_token.split('.').next().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let dump = format!("{session:?}");
     for token in [&first.refresh_token, &second.refresh_token] {
         let secret = token.rsplit('.').next().unwrap();
         let raw = crate::secrets::b64url_decode(secret).unwrap();
         assert!(!dump.contains(secret));
-        let stored = [&session.current_hash[..], &session.reuse_key[..], &session.last_rotation.as_ref().unwrap().sealed_successor[..]];
+        let stored = [
+            &session.current_hash[..],
+            &session.reuse_key[..],
+            &session.last_rotation.as_ref().unwrap().sealed_successor[..],
+        ];
         for field in stored {
             assert!(!field.windows(16).any(|w| raw.windows(16).any(|r| r == w)));
         }

@@ -41,13 +41,17 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // No code panics while holding the lock; if one ever did, the maps are still
         // consistent (every write is a single insert), so carry on.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Locks for a write, sweeping expired records now and then.
     fn lock_for_write(&self) -> MutexGuard<'_, State> {
         let mut state = self.lock();
-        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY_WRITES == SWEEP_EVERY_WRITES - 1 {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY_WRITES
+            == SWEEP_EVERY_WRITES - 1
+        {
             let now = self.clock.now_secs();
             state.sessions.retain(|_, s| s.expires_at > now);
             state.revocations.retain(|_, r| r.expires_at > now);
@@ -65,7 +69,9 @@ impl State {
     fn user_revocation_covers(&self, session: &Session, now_secs: u64) -> bool {
         self.revocations
             .get(&RevocationKey::User(session.user_id.clone()))
-            .is_some_and(|r| r.expires_at > now_secs && session.created_ms <= r.sessions_created_until_ms)
+            .is_some_and(|r| {
+                r.expires_at > now_secs && session.created_ms <= r.sessions_created_until_ms
+            })
     }
 }
 
@@ -140,7 +146,10 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn find_revocations(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError> {
+    async fn find_revocations(
+        &self,
+        keys: &[RevocationKey],
+    ) -> Result<Vec<Revocation>, StoreError> {
         let state = self.lock();
         Ok(keys
             .iter()

@@ -118,5 +118,6 @@ pub trait SessionStore: Send + Sync {
     /// Writes a revocation entry (a later `sessions_created_until_ms` wins for users).
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
     /// The entries present for `keys`, in one round trip. Expired entries may be returned.
-    async fn find_revocations(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError>;
+    async fn find_revocations(&self, keys: &[RevocationKey])
+    -> Result<Vec<Revocation>, StoreError>;
 }
