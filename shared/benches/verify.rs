@@ -39,7 +39,10 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn setup(runtime: &tokio::runtime::Runtime, algorithm: SigningAlgorithm) -> (Arc<TokenService>, String) {
+fn setup(
+    runtime: &tokio::runtime::Runtime,
+    algorithm: SigningAlgorithm,
+) -> (Arc<TokenService>, String) {
     let config = Config {
         algorithm,
         argon2: Argon2Params {
@@ -52,7 +55,10 @@ fn setup(runtime: &tokio::runtime::Runtime, algorithm: SigningAlgorithm) -> (Arc
     let app = App::embedded(config, "https://issuer.bench", Arc::new(SystemClock)).unwrap();
     let service = app.service;
     let token = runtime.block_on(async {
-        service.put_user("bench", "bench password", vec!["user".into()]).await.unwrap();
+        service
+            .put_user("bench", "bench password", vec!["user".into()])
+            .await
+            .unwrap();
         service
             .login(LoginRequest {
                 username: "bench".into(),
@@ -68,7 +74,9 @@ fn setup(runtime: &tokio::runtime::Runtime, algorithm: SigningAlgorithm) -> (Arc
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     println!("| alg | raw aws-lc verify (ops/s) | tokenlife authorize (ops/s) | ratio |");
     println!("|---|---|---|---|");
     for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::Rs256] {
@@ -94,7 +102,11 @@ fn main() {
                 let e = b64url_decode(jwk.e.as_ref().unwrap()).unwrap();
                 Box::new(move || {
                     signature::RsaPublicKeyComponents { n: &n, e: &e }
-                        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signing_input.as_bytes(), &signature_bytes)
+                        .verify(
+                            &signature::RSA_PKCS1_2048_8192_SHA256,
+                            signing_input.as_bytes(),
+                            &signature_bytes,
+                        )
                         .is_ok()
                 })
             }
@@ -111,7 +123,9 @@ fn main() {
                 let start = Instant::now();
                 while start.elapsed() < ROUND_TIME {
                     for _ in 0..64 {
-                        assert!(black_box(service.authorize(black_box(&token)).await.is_ok()));
+                        assert!(black_box(
+                            service.authorize(black_box(&token)).await.is_ok()
+                        ));
                     }
                     count += 64;
                 }

@@ -122,20 +122,31 @@ impl AccessTokenVerifier {
     }
 
     /// Signature, type, issuer, audience and times; not revocation.
-    pub fn verify(&self, keys: &KeyRing, token: &str, now_secs: u64) -> Result<AccessClaims, TokenError> {
+    pub fn verify(
+        &self,
+        keys: &KeyRing,
+        token: &str,
+        now_secs: u64,
+    ) -> Result<AccessClaims, TokenError> {
         let claims = self.verify_ignoring_time(keys, token)?;
         let leeway = self.leeway_secs;
         if claims.exp.saturating_add(leeway) <= now_secs {
             return Err(TokenError::Expired);
         }
-        if claims.nbf > now_secs.saturating_add(leeway) || claims.iat > now_secs.saturating_add(leeway) {
+        if claims.nbf > now_secs.saturating_add(leeway)
+            || claims.iat > now_secs.saturating_add(leeway)
+        {
             return Err(TokenError::NotYetValid);
         }
         Ok(claims)
     }
 
     /// Everything but the times: used by revocation, which accepts tokens that have expired.
-    pub fn verify_ignoring_time(&self, keys: &KeyRing, token: &str) -> Result<AccessClaims, TokenError> {
+    pub fn verify_ignoring_time(
+        &self,
+        keys: &KeyRing,
+        token: &str,
+    ) -> Result<AccessClaims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -146,10 +157,10 @@ impl AccessTokenVerifier {
             return Err(TokenError::Malformed);
         };
         let header: JoseHeader = decode_part(header)?;
-        let typ_ok = header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"));
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
+                || t.eq_ignore_ascii_case("application/at+jwt")
+        });
         if !typ_ok {
             return Err(TokenError::WrongType);
         }
@@ -336,7 +347,11 @@ mod tests {
         let wrong_sig_len = format!("{}.AAAA", token.rsplit_once('.').unwrap().0);
         assert!(v.verify(&keys, &wrong_sig_len, NOW).is_err());
         let media_type = tamper(&token, 0, |h| h["typ"] = "application/at+jwt".into());
-        assert_eq!(v.verify(&keys, &media_type, NOW), Err(TokenError::BadSignature), "typ accepted, signature checked");
+        assert_eq!(
+            v.verify(&keys, &media_type, NOW),
+            Err(TokenError::BadSignature),
+            "typ accepted, signature checked"
+        );
     }
 
     #[test]
