@@ -182,7 +182,7 @@ impl RefreshToken {
             .ok()?;
         Some(RefreshToken {
             session_id: self.session_id.clone(),
-            generation: self.generation + 1,
+            generation: self.generation.checked_add(1)?,
             secret: plain.try_into().ok()?,
         })
     }

@@ -250,7 +250,7 @@ impl TokenService {
                 }
             }
 
-            if presented.generation() + 1 == session.generation
+            if presented.generation().checked_add(1) == Some(session.generation)
                 && let Some(rotation) = &session.last_rotation
                 && self.config.refresh_grace_secs > 0
                 && now_ms.saturating_sub(rotation.at_ms) <= self.config.refresh_grace_secs * 1000
@@ -389,7 +389,6 @@ impl TokenService {
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
-            "token_endpoint_auth_signing_alg_values_supported": [self.config.algorithm.name()],
         })
     }
 

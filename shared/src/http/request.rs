@@ -43,8 +43,8 @@ pub fn body_bytes(request: &Request) -> Result<&[u8], Error> {
 }
 
 /// Parses the body as `application/x-www-form-urlencoded` or `application/json` (an object
-/// whose members are strings; `null` counts as absent). An empty body without a content
-/// type is no parameters.
+/// whose members are strings; `null` counts as absent). An empty body is no parameters,
+/// whatever its content type (browsers may send one with a cookie-only refresh).
 pub fn params(request: &Request) -> Result<Params, Error> {
     let body = body_bytes(request)?;
     let media_type = request
@@ -60,7 +60,7 @@ pub fn params(request: &Request) -> Result<Params, Error> {
         });
     let mut params = HashMap::new();
     match media_type.as_deref() {
-        None | Some("") if body.is_empty() => {}
+        _ if body.is_empty() => {}
         Some("application/x-www-form-urlencoded") => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| Error::invalid_request("the form body is not UTF-8"))?;
