@@ -8,7 +8,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::keys::{KeyError, KeyRing, LocalSigner};
 use crate::passwords::{PasswordError, PasswordHasher};
-use crate::service::TokenService;
+use crate::service::{Dependencies, TokenService};
 use crate::store::MemoryStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,15 +40,14 @@ impl App {
         let signer = Arc::new(LocalSigner::generate(config.algorithm)?);
         let keys = Arc::new(KeyRing::single(signer)?);
         let passwords = Arc::new(PasswordHasher::new(config.argon2)?);
-        let service = Arc::new(TokenService::new(
-            config,
-            issuer,
-            store.clone(),
-            store.clone(),
+        let deps = Dependencies {
+            users: store.clone(),
+            sessions: store.clone(),
             keys,
             clock,
             passwords,
-        ));
+        };
+        let service = Arc::new(TokenService::new(config, issuer, deps));
         Ok(Self { service, store })
     }
 

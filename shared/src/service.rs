@@ -65,36 +65,29 @@ pub enum Revoked {
     Nothing,
 }
 
+/// What the service runs on; built once at start (see [`crate::app`]).
+pub struct Dependencies {
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub keys: Arc<KeyRing>,
+    pub clock: Arc<dyn Clock>,
+    pub passwords: Arc<PasswordHasher>,
+}
+
 pub struct TokenService {
     config: Config,
     issuer: String,
-    users: Arc<dyn UserStore>,
-    sessions: Arc<dyn SessionStore>,
-    keys: Arc<KeyRing>,
-    clock: Arc<dyn Clock>,
-    passwords: Arc<PasswordHasher>,
+    deps: Dependencies,
     verifier: AccessTokenVerifier,
 }
 
 impl TokenService {
-    pub fn new(
-        config: Config,
-        issuer: String,
-        users: Arc<dyn UserStore>,
-        sessions: Arc<dyn SessionStore>,
-        keys: Arc<KeyRing>,
-        clock: Arc<dyn Clock>,
-        passwords: Arc<PasswordHasher>,
-    ) -> Self {
+    pub fn new(config: Config, issuer: String, deps: Dependencies) -> Self {
         let verifier = AccessTokenVerifier::new(&issuer, &config.audience, config.leeway_secs);
         Self {
             config,
             issuer,
-            users,
-            sessions,
-            keys,
-            clock,
-            passwords,
+            deps,
             verifier,
         }
     }
@@ -116,8 +109,8 @@ impl TokenService {
     ) -> Result<User, Error> {
         check_username(username)?;
         check_password(password)?;
-        let existing = self.users.find_user(username).await?;
-        let hasher = self.passwords.clone();
+        let existing = self.deps.users.find_user(username).await?;
+        let hasher = self.deps.passwords.clone();
         let password = password.to_owned();
         let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
             .await
@@ -135,7 +128,7 @@ impl TokenService {
             scopes,
             disabled: false,
         };
-        self.users.put_user(&user).await?;
+        self.deps.users.put_user(&user).await?;
         Ok(user)
     }
 
@@ -144,8 +137,8 @@ impl TokenService {
         check_username(&request.username)?;
         check_password(&request.password)?;
         let client_id = check_client_id(request.client_id)?;
-        let user = self.users.find_user(&request.username).await?;
-        let hasher = self.passwords.clone();
+        let user = self.deps.users.find_user(&request.username).await?;
+        let hasher = self.deps.passwords.clone();
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = request.password;
         // Unknown users are checked against a dummy hash: same work, same answer.
@@ -159,7 +152,7 @@ impl TokenService {
         };
         let scope = narrow_scope(&user.scopes.join(" "), request.scope.as_deref())?;
 
-        let now_ms = self.clock.now_ms();
+        let now_ms = self.deps.clock.now_ms();
         let session_id = new_session_id(now_ms);
         let reuse_key = new_reuse_key();
         let refresh = RefreshToken::issue(&session_id, 0, &reuse_key);
@@ -179,7 +172,7 @@ impl TokenService {
         };
         // Sign first: if signing fails, nothing has been written.
         let access_token = self.issue_access_token(&session, &scope).await?;
-        self.sessions.create_session(&session).await?;
+        self.deps.sessions.create_session(&session).await?;
         tracing::info!(user = %session.user_id, "login");
         Ok(self.grant(access_token, &refresh, scope))
     }
@@ -195,6 +188,7 @@ impl TokenService {
 
         for _ in 0..MAX_REFRESH_ATTEMPTS {
             let session = self
+                .deps
                 .sessions
                 .find_session(presented.session_id())
                 .await?
@@ -203,7 +197,7 @@ impl TokenService {
             if !presented.is_genuine(&session.reuse_key) {
                 return Err(unusable());
             }
-            let now_ms = self.clock.now_ms();
+            let now_ms = self.deps.clock.now_ms();
             if session.ended || session.expires_at <= now_ms / 1000 {
                 return Err(unusable());
             }
@@ -238,6 +232,7 @@ impl TokenService {
                 // Sign before the conditional write; hand out tokens only after it won.
                 let access_token = self.issue_access_token(&session, &scope).await?;
                 match self
+                    .deps
                     .sessions
                     .replace_session(&updated, session.generation)
                     .await?
@@ -289,7 +284,12 @@ impl TokenService {
     ) -> Result<Revoked, Error> {
         // The hint only saves a lookup; the token's shape tells the type exactly.
         if let Some(refresh) = RefreshToken::parse(token) {
-            let Some(session) = self.sessions.find_session(refresh.session_id()).await? else {
+            let Some(session) = self
+                .deps
+                .sessions
+                .find_session(refresh.session_id())
+                .await?
+            else {
                 return Ok(Revoked::Nothing);
             };
             if !refresh.is_genuine(&session.reuse_key) || session.ended {
@@ -299,14 +299,15 @@ impl TokenService {
             tracing::info!(user = %session.user_id, "session revoked");
             return Ok(Revoked::Session);
         }
-        let Ok(claims) = self.verifier.verify_ignoring_time(&self.keys, token) else {
+        let Ok(claims) = self.verifier.verify_ignoring_time(&self.deps.keys, token) else {
             return Ok(Revoked::Nothing);
         };
         let until = claims.exp.saturating_add(self.config.leeway_secs);
-        if until <= self.clock.now_secs() {
+        if until <= self.deps.clock.now_secs() {
             return Ok(Revoked::Nothing); // already useless
         }
-        self.sessions
+        self.deps
+            .sessions
             .put_revocation(&Revocation {
                 key: RevocationKey::Token(claims.jti),
                 expires_at: until,
@@ -325,16 +326,18 @@ impl TokenService {
         }
         check_username(username)?;
         let user = self
+            .deps
             .users
             .find_user(username)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))?;
-        let now_ms = self.clock.now_ms();
+        let now_ms = self.deps.clock.now_ms();
         let longest = self
             .config
             .refresh_ttl_secs
             .max(self.config.access_ttl_secs);
-        self.sessions
+        self.deps
+            .sessions
             .put_revocation(&Revocation {
                 key: RevocationKey::User(user.id.clone()),
                 expires_at: now_ms / 1000 + longest + self.config.leeway_secs + 1,
@@ -349,14 +352,14 @@ impl TokenService {
     /// pinned by the key), `typ`, `iss`, `aud`, times, then revocation of its `jti`, `sid`
     /// or `sub` in one lookup.
     pub async fn authorize(&self, bearer: &str) -> Result<AccessClaims, Error> {
-        let now_secs = self.clock.now_secs();
-        let claims = self.verifier.verify(&self.keys, bearer, now_secs)?;
+        let now_secs = self.deps.clock.now_secs();
+        let claims = self.verifier.verify(&self.deps.keys, bearer, now_secs)?;
         let keys = [
             RevocationKey::Token(claims.jti.clone()),
             RevocationKey::Session(claims.sid.clone()),
             RevocationKey::User(claims.sub.clone()),
         ];
-        let entries = self.sessions.find_revocations(&keys).await?;
+        let entries = self.deps.sessions.find_revocations(&keys).await?;
         let session_created = session_created_ms(&claims.sid);
         let revoked = entries.iter().any(|entry| {
             entry.expires_at > now_secs
@@ -373,7 +376,7 @@ impl TokenService {
     }
 
     pub fn jwks(&self) -> JwkSet {
-        self.keys.jwks()
+        self.deps.keys.jwks()
     }
 
     /// RFC 8414 authorization server metadata.
@@ -393,7 +396,7 @@ impl TokenService {
     }
 
     async fn issue_access_token(&self, session: &Session, scope: &str) -> Result<String, Error> {
-        let now = self.clock.now_secs();
+        let now = self.deps.clock.now_secs();
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: session.user_id.clone(),
@@ -406,7 +409,7 @@ impl TokenService {
             scope: scope.to_owned(),
             sid: session.id.clone(),
         };
-        Ok(sign_access_token(&self.keys, &claims).await?)
+        Ok(sign_access_token(&self.deps.keys, &claims).await?)
     }
 
     fn grant(&self, access_token: String, refresh: &RefreshToken, scope: String) -> TokenGrant {
@@ -424,18 +427,23 @@ impl TokenService {
     async fn end_session(&self, session: &Session) -> Result<(), Error> {
         let revocation = Revocation {
             key: RevocationKey::Session(session.id.clone()),
-            expires_at: self.clock.now_secs()
+            expires_at: self.deps.clock.now_secs()
                 + self.config.access_ttl_secs
                 + self.config.leeway_secs
                 + 1,
             sessions_created_until_ms: 0,
         };
-        Ok(self.sessions.end_session(&session.id, &revocation).await?)
+        Ok(self
+            .deps
+            .sessions
+            .end_session(&session.id, &revocation)
+            .await?)
     }
 
     async fn user_revocation_covers(&self, session: &Session) -> Result<bool, Error> {
-        let now = self.clock.now_secs();
+        let now = self.deps.clock.now_secs();
         let entries = self
+            .deps
             .sessions
             .find_revocations(&[RevocationKey::User(session.user_id.clone())])
             .await?;

@@ -317,7 +317,7 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
         .find_revocations(&[RevocationKey::Token(
             f.service
                 .verifier
-                .verify_ignoring_time(&f.service.keys, &grant.access_token)
+                .verify_ignoring_time(&f.service.deps.keys, &grant.access_token)
                 .unwrap()
                 .jti,
         )])
