@@ -5,6 +5,7 @@
 //! handler code (`tokenlife::http::handle`).
 
 mod serve;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -13,11 +14,14 @@ tokenlife — token lifecycle service
 
 USAGE:
     tokenlife serve [--addr HOST:PORT] [--user NAME:PASSWORD[:admin]]...
+    tokenlife setup
     tokenlife help
 
-serve   Run every route locally on the embedded default (in-memory, key generated at start).
+serve   Run every route in one local server, on the backend TOKENLIFE_BACKEND names
+        (memory, the default: in-memory, key generated at start; or aws: DynamoDB + KMS).
         --addr   where to listen (default 127.0.0.1:3000; port 0 picks a free port)
-        --user   create a user at start (repeatable); ':admin' adds the admin scope
+        --user   create or update a user at start (repeatable); ':admin' adds the admin scope
+setup   Create the DynamoDB tables and the KMS signing key of the aws backend (idempotent).
 
 Configuration comes from TOKENLIFE_* environment variables (see README.md).";
 
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("setup") if args.len() == 1 => setup::run(),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokenlife::clock::SystemClock;
+use tokenlife::config::Backend;
 use tokenlife::config::MAX_BODY_BYTES;
 use tokenlife::http::{Endpoint, handle, response};
 use tokenlife::service::ADMIN_SCOPE;
@@ -114,7 +115,9 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let base_url = format!("http://{local}");
-    let app = App::embedded(config, &base_url, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    let app = App::from_config(config, &base_url, Arc::new(SystemClock))
+        .await
+        .map_err(|e| e.to_string())?;
     for user in &args.users {
         let scopes = if user.admin {
             vec!["user".to_owned(), ADMIN_SCOPE.to_owned()]
@@ -188,10 +191,21 @@ async fn answer(
 /// The one-screen "how to try it". Never prints a password.
 fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
     let mut text = format!("tokenlife listening on {base_url}\n");
-    text += &format!(
-        "  embedded default: in-memory stores, {} key generated at start\n",
-        service.config().algorithm.name()
-    );
+    let config = service.config();
+    text += &match config.backend {
+        Backend::Memory => format!(
+            "  embedded default: in-memory stores, {} key generated at start\n",
+            config.algorithm.name()
+        ),
+        Backend::Aws => format!(
+            "  aws backend: tables {}, {}, {}; {} key {}\n",
+            config.tables.users,
+            config.tables.sessions,
+            config.tables.revocations,
+            config.algorithm.name(),
+            config.kms_key
+        ),
+    };
     text += &format!(
         "  issuer {}  audience {}\n\nRoutes:\n",
         service.issuer(),

@@ -1,15 +1,20 @@
-//! Wiring: builds a [`TokenService`] and its dependencies once, at start. Today the embedded
-//! default (in-memory stores and a signing key generated at start); the AWS backends plug
-//! into the same constructor.
+//! Wiring: builds a [`TokenService`] and its dependencies once, at start, for the backend
+//! the configuration names — the embedded default (in-memory stores, a signing key generated
+//! at start) or AWS (DynamoDB tables and a KMS key, clients from the standard SDK
+//! configuration).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError};
-use crate::keys::{KeyError, KeyRing, LocalSigner};
+use crate::config::{Backend, Config, ConfigError};
+use crate::keys::{KeyError, KeyRing, KmsSigner, LocalSigner};
 use crate::passwords::{PasswordError, PasswordHasher};
 use crate::service::{Dependencies, TokenService};
-use crate::store::MemoryStore;
+use crate::store::{DynamoStore, MemoryStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -21,39 +26,115 @@ pub enum StartError {
     Password(#[from] PasswordError),
 }
 
-/// The embedded default: the service and the memory store it runs on.
+/// The AWS SDK clients, built once from the standard configuration: region, credential
+/// chain, and endpoint overrides such as `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_KMS`.
+#[derive(Clone)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+}
+
+impl AwsClients {
+    /// Short timeouts so that a dependency that is down becomes a quick 503: 1 s to
+    /// connect, 2 s per attempt, 5 s per operation including the SDK's retries.
+    pub async fn from_env() -> Self {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            kms: aws_sdk_kms::Client::new(&sdk),
+        }
+    }
+}
+
 pub struct App {
     pub service: Arc<TokenService>,
-    pub store: Arc<MemoryStore>,
 }
 
 impl App {
-    /// In-memory stores and a fresh local signing key of `config.algorithm`; tokens are
-    /// issued by `config.issuer`, or `default_issuer` when that is unset.
+    /// The backend `config.backend` names; tokens are issued by `config.issuer`, or
+    /// `default_issuer` when that is unset.
+    pub async fn from_config(
+        config: Config,
+        default_issuer: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        match config.backend {
+            Backend::Memory => Self::embedded(config, default_issuer, clock),
+            Backend::Aws => {
+                let clients = AwsClients::from_env().await;
+                Self::aws(config, default_issuer, clients, clock).await
+            }
+        }
+    }
+
+    /// In-memory stores and a fresh local signing key of `config.algorithm`.
     pub fn embedded(
         config: Config,
         default_issuer: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        Ok(Self::embedded_with_store(config, default_issuer, clock)?.0)
+    }
+
+    /// [`App::embedded`], also handing back the store (tests look inside it).
+    pub fn embedded_with_store(
+        config: Config,
+        default_issuer: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, Arc<MemoryStore>), StartError> {
         let issuer = config.issuer_or(default_issuer);
         let store = Arc::new(MemoryStore::new(clock.clone()));
         let signer = Arc::new(LocalSigner::generate(config.algorithm)?);
-        let keys = Arc::new(KeyRing::single(signer)?);
-        let passwords = Arc::new(PasswordHasher::new(config.argon2)?);
         let deps = Dependencies {
             users: store.clone(),
             sessions: store.clone(),
-            keys,
+            keys: Arc::new(KeyRing::single(signer)?),
             clock,
-            passwords,
+            passwords: Arc::new(PasswordHasher::new(config.argon2)?),
         };
         let service = Arc::new(TokenService::new(config, issuer, deps));
-        Ok(Self { service, store })
+        Ok((Self { service }, store))
+    }
+
+    /// DynamoDB tables and the KMS key named in `config`, through `clients`. Fetches the
+    /// key's public half (one KMS call).
+    pub async fn aws(
+        config: Config,
+        default_issuer: &str,
+        clients: AwsClients,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let issuer = config.issuer_or(default_issuer);
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb,
+            config.tables.clone(),
+            clock.clone(),
+        ));
+        let signer =
+            Arc::new(KmsSigner::connect(clients.kms, &config.kms_key, config.algorithm).await?);
+        let deps = Dependencies {
+            users: store.clone(),
+            sessions: store,
+            keys: Arc::new(KeyRing::single(signer)?),
+            clock,
+            passwords: Arc::new(PasswordHasher::new(config.argon2)?),
+        };
+        Ok(Self {
+            service: Arc::new(TokenService::new(config, issuer, deps)),
+        })
     }
 
     /// What a Lambda function builds at init: config from the environment (which must name
     /// the issuer: a deployed function has no "own URL" to default to).
-    pub fn for_lambda() -> Result<Self, StartError> {
+    pub async fn for_lambda() -> Result<Self, StartError> {
         let config = Config::from_env()?;
         if config.issuer.is_none() {
             return Err(ConfigError {
@@ -62,6 +143,6 @@ impl App {
             }
             .into());
         }
-        Self::embedded(config, "", Arc::new(SystemClock))
+        Self::from_config(config, "", Arc::new(SystemClock)).await
     }
 }

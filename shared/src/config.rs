@@ -6,12 +6,28 @@
 use std::fmt;
 
 use crate::keys::SigningAlgorithm;
+use crate::store::TableNames;
 
 /// The largest request body any route accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Where state and keys live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// In-memory stores and a key generated at start (the embedded default).
+    Memory,
+    /// DynamoDB tables and a KMS key; endpoints and credentials from the standard AWS SDK
+    /// configuration (region, credential chain, `AWS_ENDPOINT_URL_*`).
+    Aws,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    pub backend: Backend,
+    /// DynamoDB table names (`aws` backend).
+    pub tables: TableNames,
+    /// KMS signing key: key id, ARN, or `alias/...` (`aws` backend).
+    pub kms_key: String,
     /// `iss` of every access token; `None` means "the server's own base URL" (serve sets it).
     pub issuer: Option<String>,
     /// `aud` of every access token, and the only audience accepted on verification.
@@ -57,6 +73,13 @@ impl Default for Argon2Params {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            backend: Backend::Memory,
+            tables: TableNames {
+                users: "tokenlife-users".to_owned(),
+                sessions: "tokenlife-sessions".to_owned(),
+                revocations: "tokenlife-revocations".to_owned(),
+            },
+            kms_key: "alias/tokenlife-signing".to_owned(),
             issuer: None,
             audience: "tokenlife".to_owned(),
             access_ttl_secs: 900,
@@ -92,6 +115,32 @@ impl Config {
         let env = Env(&lookup);
         let defaults = Config::default();
         let config = Config {
+            backend: match env
+                .text("TOKENLIFE_BACKEND")?
+                .map(|b| b.trim().to_ascii_lowercase())
+            {
+                None => defaults.backend,
+                Some(b) if b == "memory" => Backend::Memory,
+                Some(b) if b == "aws" => Backend::Aws,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "TOKENLIFE_BACKEND",
+                        problem: format!("expected memory or aws, got {other:?}"),
+                    });
+                }
+            },
+            tables: TableNames {
+                users: env
+                    .table_name("TOKENLIFE_USERS_TABLE")?
+                    .unwrap_or(defaults.tables.users),
+                sessions: env
+                    .table_name("TOKENLIFE_SESSIONS_TABLE")?
+                    .unwrap_or(defaults.tables.sessions),
+                revocations: env
+                    .table_name("TOKENLIFE_REVOCATIONS_TABLE")?
+                    .unwrap_or(defaults.tables.revocations),
+            },
+            kms_key: env.text("TOKENLIFE_KMS_KEY")?.unwrap_or(defaults.kms_key),
             issuer: env
                 .text("TOKENLIFE_ISSUER")?
                 .map(parse_issuer)
@@ -162,6 +211,27 @@ impl Env<'_> {
     /// A set, non-empty value (an empty variable counts as unset).
     fn text(&self, variable: &'static str) -> Result<Option<String>, ConfigError> {
         Ok(self.0(variable).filter(|v| !v.trim().is_empty()))
+    }
+
+    /// A DynamoDB table name: 3-255 of `[A-Za-z0-9_.-]`.
+    fn table_name(&self, variable: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(name) = self.text(variable)? else {
+            return Ok(None);
+        };
+        let name = name.trim().to_owned();
+        let valid = (3..=255).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(ConfigError {
+                variable,
+                problem: format!(
+                    "{name:?} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
+                ),
+            });
+        }
+        Ok(Some(name))
     }
 
     fn number(
@@ -265,7 +335,8 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "issuer={} audience={} alg={} access_ttl={}s refresh_ttl={}s refresh_idle={}s grace={}s leeway={}s cookie={} cors={:?}",
+            "backend={:?} issuer={} audience={} alg={} access_ttl={}s refresh_ttl={}s refresh_idle={}s grace={}s leeway={}s cookie={} cors={:?}",
+            self.backend,
             self.issuer.as_deref().unwrap_or("(server URL)"),
             self.audience,
             self.algorithm.name(),
@@ -310,6 +381,9 @@ mod tests {
                 "https://app.example.com, http://localhost:5173",
             ),
             ("TOKENLIFE_REFRESH_COOKIE", "false"),
+            ("TOKENLIFE_BACKEND", "AWS"),
+            ("TOKENLIFE_SESSIONS_TABLE", "prod.sessions"),
+            ("TOKENLIFE_KMS_KEY", "alias/prod-signing"),
         ])
         .unwrap();
         assert_eq!(config.issuer.as_deref(), Some("https://auth.example.com"));
@@ -321,6 +395,10 @@ mod tests {
             vec!["https://app.example.com", "http://localhost:5173"]
         );
         assert!(!config.refresh_cookie);
+        assert_eq!(config.backend, Backend::Aws);
+        assert_eq!(config.tables.sessions, "prod.sessions");
+        assert_eq!(config.tables.users, "tokenlife-users");
+        assert_eq!(config.kms_key, "alias/prod-signing");
     }
 
     #[test]
@@ -335,6 +413,9 @@ mod tests {
             ("TOKENLIFE_CORS_ORIGINS", "https://app.example.com/path"),
             ("TOKENLIFE_CORS_ORIGINS", "*"),
             ("TOKENLIFE_REFRESH_COOKIE", "maybe"),
+            ("TOKENLIFE_BACKEND", "postgres"),
+            ("TOKENLIFE_SESSIONS_TABLE", "my table"),
+            ("TOKENLIFE_USERS_TABLE", "x"),
             ("TOKENLIFE_LEEWAY", "100000"),
         ] {
             let error = config_from(&[(variable, value)]).unwrap_err();

@@ -92,7 +92,14 @@ impl Error {
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(what) => Error::Unavailable(what),
+            StoreError::Unavailable(what) => {
+                tracing::error!(error = %what, "storage unavailable");
+                Error::Unavailable("storage is unavailable; retry shortly".into())
+            }
+            StoreError::Broken(what) => {
+                tracing::error!(error = %what, "storage problem");
+                Error::Internal
+            }
         }
     }
 }
@@ -100,7 +107,10 @@ impl From<StoreError> for Error {
 impl From<KeyError> for Error {
     fn from(error: KeyError) -> Self {
         match error {
-            KeyError::Unavailable(what) => Error::Unavailable(what),
+            KeyError::Unavailable(what) => {
+                tracing::error!(error = %what, "signing unavailable");
+                Error::Unavailable("signing is unavailable; retry shortly".into())
+            }
             KeyError::Invalid(what) => {
                 tracing::error!(error = %what, "signing key problem");
                 Error::Internal

@@ -27,6 +27,7 @@ pub mod passwords;
 pub mod refresh;
 pub mod secrets;
 pub mod service;
+pub mod setup;
 pub mod store;
 pub mod token;
 

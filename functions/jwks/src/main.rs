@@ -8,6 +8,6 @@ use tokenlife::http::{function_endpoints, run_lambda};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let app = tokenlife::App::for_lambda()?;
+    let app = tokenlife::App::for_lambda().await?;
     run_lambda(Arc::clone(&app.service), function_endpoints("jwks")).await
 }

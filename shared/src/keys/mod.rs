@@ -6,6 +6,7 @@
 //! key's JWK declares, never the one its header asks for.
 
 pub mod der;
+pub mod kms;
 mod local;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::secrets::{b64url, sha256};
+pub use kms::KmsSigner;
 pub use local::LocalSigner;
 
 /// The JWS algorithms tokenlife signs with. `none` and HMAC are deliberately absent.

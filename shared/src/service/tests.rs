@@ -29,10 +29,11 @@ fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     };
     edit(&mut config);
     let clock = Arc::new(ManualClock::new(START_MS));
-    let app = App::embedded(config, "https://issuer.test", clock.clone()).unwrap();
+    let (app, store) =
+        App::embedded_with_store(config, "https://issuer.test", clock.clone()).unwrap();
     Fixture {
         service: app.service,
-        store: app.store,
+        store,
         clock,
     }
 }

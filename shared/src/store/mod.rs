@@ -10,16 +10,23 @@
 //! - Only hashes of refresh-token secrets are stored (see [`crate::refresh`]).
 //! - A dependency that is down is [`StoreError::Unavailable`]; nothing is half-written.
 
+pub mod dynamodb;
 pub mod memory;
 
 use async_trait::async_trait;
 
+pub use dynamodb::{DynamoStore, TableNames};
 pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The store could not be reached, throttled us, or timed out (after the SDK's retries).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A stored record could not be read back, or the store refused a request as invalid
+    /// (a missing table, a bug): not the caller's fault, not transient.
+    #[error("storage error: {0}")]
+    Broken(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,144 @@
+//! A signer whose private key never leaves AWS KMS: `Sign` with `MessageType=DIGEST` (we
+//! hash the JWS signing input with SHA-256 ourselves, so KMS receives 32 bytes whatever the
+//! token size), `ECDSA_SHA_256` for ES256 and `RSASSA_PKCS1_V1_5_SHA_256` for RS256. KMS
+//! returns ECDSA signatures DER-encoded; JWS needs fixed-width R‖S ([`der::ecdsa_der_to_fixed`]).
+//!
+//! The public half comes from `GetPublicKey` (DER SubjectPublicKeyInfo), fetched once when
+//! the signer is built.
+
+use async_trait::async_trait;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
+
+use super::{KeyError, Signer, SigningAlgorithm, der};
+use crate::secrets::sha256;
+
+pub struct KmsSigner {
+    client: Client,
+    key_id: String,
+    algorithm: SigningAlgorithm,
+    public_key_der: Vec<u8>,
+}
+
+impl KmsSigner {
+    /// Looks the key up (`key_id` may be an id, ARN, or `alias/...`) and checks that its
+    /// spec suits `algorithm`.
+    pub async fn connect(
+        client: Client,
+        key_id: &str,
+        algorithm: SigningAlgorithm,
+    ) -> Result<Self, KeyError> {
+        let output = client
+            .get_public_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| kms_error("GetPublicKey", e))?;
+        let spec_ok = output
+            .key_spec()
+            .is_some_and(|spec| key_spec_signs(spec, algorithm));
+        if !spec_ok {
+            return Err(KeyError::Invalid(format!(
+                "KMS key {key_id} has spec {:?}, which cannot sign {}",
+                output.key_spec(),
+                algorithm.name()
+            )));
+        }
+        let public_key_der = output
+            .public_key()
+            .map(|blob| blob.as_ref().to_vec())
+            .ok_or_else(|| KeyError::Invalid(format!("KMS returned no public key for {key_id}")))?;
+        Ok(Self {
+            client,
+            // Sign with the resolved key, not the alias: an alias moved mid-flight must not
+            // make us sign with a key whose public half we do not publish.
+            key_id: output.key_id().unwrap_or(key_id).to_owned(),
+            algorithm,
+            public_key_der,
+        })
+    }
+
+    /// The key's id (an ARN once resolved).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
+#[async_trait]
+impl Signer for KmsSigner {
+    fn algorithm(&self) -> SigningAlgorithm {
+        self.algorithm
+    }
+
+    fn public_key_der(&self) -> &[u8] {
+        &self.public_key_der
+    }
+
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let spec = match self.algorithm {
+            SigningAlgorithm::Es256 => SigningAlgorithmSpec::EcdsaSha256,
+            SigningAlgorithm::Rs256 => SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
+        };
+        let output = self
+            .client
+            .sign()
+            .key_id(&self.key_id)
+            .message(Blob::new(sha256(message).to_vec()))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(spec)
+            .send()
+            .await
+            .map_err(|e| kms_error("Sign", e))?;
+        let signature = output
+            .signature()
+            .ok_or_else(|| KeyError::Invalid("KMS Sign returned no signature".into()))?
+            .as_ref();
+        match self.algorithm {
+            SigningAlgorithm::Es256 => der::ecdsa_der_to_fixed(signature, 32).ok_or_else(|| {
+                KeyError::Invalid("KMS returned a malformed ECDSA signature".into())
+            }),
+            SigningAlgorithm::Rs256 => Ok(signature.to_vec()),
+        }
+    }
+}
+
+/// Whether a KMS key of `spec` can sign `algorithm`.
+pub fn key_spec_signs(spec: &KeySpec, algorithm: SigningAlgorithm) -> bool {
+    match algorithm {
+        SigningAlgorithm::Es256 => matches!(spec, KeySpec::EccNistP256),
+        SigningAlgorithm::Rs256 => {
+            matches!(spec, KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096)
+        }
+    }
+}
+
+/// Transient failures (network, timeouts, throttling, KMS internal errors — after the SDK's
+/// retries) are Unavailable; the rest (disabled or missing key, access denied) are Invalid.
+pub(crate) fn kms_error<E, R>(operation: &str, error: SdkError<E, R>) -> KeyError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    let transient = match &error {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => matches!(
+            service.err().code().unwrap_or(""),
+            "ThrottlingException"
+                | "LimitExceededException"
+                | "KMSInternalException"
+                | "DependencyTimeoutException"
+                | "KeyUnavailableException"
+        ),
+        _ => false,
+    };
+    let message = format!("KMS {operation}: {}", DisplayErrorContext(&error));
+    if transient {
+        KeyError::Unavailable(message)
+    } else {
+        KeyError::Invalid(message)
+    }
+}

@@ -1,0 +1,280 @@
+//! `tokenlife setup`: creates what the `aws` backend needs, idempotently — the three
+//! DynamoDB tables (on-demand, TTL on `expires_at` for sessions and revocations, the
+//! sessions table's `by-user` index) and, when the configured key is an `alias/...` that does
+//! not exist yet, a KMS signing key (ECC_NIST_P256 for ES256, RSA_2048 for RS256) with that
+//! alias. A second run changes nothing and says so.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+};
+use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
+
+use crate::keys::SigningAlgorithm;
+use crate::keys::kms::key_spec_signs;
+use crate::store::TableNames;
+use crate::store::dynamodb::SESSIONS_BY_USER_INDEX;
+
+#[derive(Debug, thiserror::Error)]
+#[error("setup: {0}")]
+pub struct SetupError(String);
+
+fn fail(what: &str, error: impl std::fmt::Display) -> SetupError {
+    SetupError(format!("{what}: {error}"))
+}
+
+/// Creates the tables that are missing and turns TTL on where it is off; one line per
+/// table saying what was done.
+pub async fn ensure_tables(
+    client: &aws_sdk_dynamodb::Client,
+    tables: &TableNames,
+) -> Result<Vec<String>, SetupError> {
+    let mut report = Vec::new();
+    let specs: [(&str, &str, bool, bool); 3] = [
+        (&tables.users, "username", false, false),
+        (&tables.sessions, "id", true, true),
+        (&tables.revocations, "key", true, false),
+    ];
+    for (table, key, ttl, by_user_index) in specs {
+        let exists = match client.describe_table().table_name(table).send().await {
+            Ok(_) => true,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                false
+            }
+            Err(e) => {
+                return Err(fail(
+                    &format!("DescribeTable {table}"),
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                ));
+            }
+        };
+        if exists {
+            report.push(format!("table {table}: exists"));
+        } else {
+            create_table(client, table, key, by_user_index).await?;
+            report.push(format!("table {table}: created"));
+        }
+        wait_until_active(client, table).await?;
+        if ttl {
+            report.push(ensure_ttl(client, table).await?);
+        }
+    }
+    Ok(report)
+}
+
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+    by_user_index: bool,
+) -> Result<(), SetupError> {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| fail("table definition", e))
+    };
+    let hash_key = |name: &str| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(|e| fail("table definition", e))
+    };
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(key)?)
+        .key_schema(hash_key(key)?);
+    if by_user_index {
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(SESSIONS_BY_USER_INDEX)
+            .key_schema(hash_key("user_id")?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| fail("index definition", e))?;
+        request = request
+            .attribute_definitions(attribute("user_id")?)
+            .global_secondary_indexes(index);
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        // Created meanwhile by a concurrent setup: fine.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(fail(
+            &format!("CreateTable {table}"),
+            aws_sdk_dynamodb::error::DisplayErrorContext(e),
+        )),
+    }
+}
+
+async fn wait_until_active(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), SetupError> {
+    for _ in 0..120 {
+        let output = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| {
+                fail(
+                    &format!("DescribeTable {table}"),
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        if output.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(SetupError(format!(
+        "table {table} did not become ACTIVE within a minute"
+    )))
+}
+
+async fn ensure_ttl(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<String, SetupError> {
+    let output = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                &format!("DescribeTimeToLive {table}"),
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
+    let status = output
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status());
+    if matches!(
+        status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    ) {
+        return Ok(format!("table {table}: TTL on expires_at already on"));
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name("expires_at")
+        .enabled(true)
+        .build()
+        .map_err(|e| fail("TTL specification", e))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                &format!("UpdateTimeToLive {table}"),
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
+    Ok(format!("table {table}: TTL on expires_at turned on"))
+}
+
+/// Makes sure `key` names a usable signing key for `algorithm`; creates it (and the alias)
+/// when `key` is an alias that does not exist yet. Returns what was done.
+pub async fn ensure_signing_key(
+    client: &aws_sdk_kms::Client,
+    key: &str,
+    algorithm: SigningAlgorithm,
+) -> Result<String, SetupError> {
+    let wanted_spec = match algorithm {
+        SigningAlgorithm::Es256 => KeySpec::EccNistP256,
+        SigningAlgorithm::Rs256 => KeySpec::Rsa2048,
+    };
+    match client.describe_key().key_id(key).send().await {
+        Ok(output) => {
+            let metadata = output
+                .key_metadata()
+                .ok_or_else(|| SetupError(format!("DescribeKey {key} returned no metadata")))?;
+            let spec_ok = metadata
+                .key_spec()
+                .is_some_and(|spec| key_spec_signs(spec, algorithm));
+            if !spec_ok {
+                return Err(SetupError(format!(
+                    "KMS key {key} has spec {:?}, which cannot sign {}",
+                    metadata.key_spec(),
+                    algorithm.name()
+                )));
+            }
+            if metadata.key_state() != Some(&KeyState::Enabled) {
+                return Err(SetupError(format!(
+                    "KMS key {key} is {:?}, not Enabled",
+                    metadata.key_state()
+                )));
+            }
+            Ok(format!("signing key {key}: exists ({})", metadata.key_id()))
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_not_found_exception())
+                && key.starts_with("alias/") =>
+        {
+            let created = client
+                .create_key()
+                .key_spec(wanted_spec)
+                .key_usage(KeyUsageType::SignVerify)
+                .description("tokenlife access-token signing key")
+                .send()
+                .await
+                .map_err(|e| fail("CreateKey", aws_sdk_kms::error::DisplayErrorContext(e)))?;
+            let key_id = created
+                .key_metadata()
+                .map(|m| m.key_id().to_owned())
+                .ok_or_else(|| SetupError("CreateKey returned no key id".into()))?;
+            match client
+                .create_alias()
+                .alias_name(key)
+                .target_key_id(&key_id)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(format!(
+                    "signing key {key}: created {} key {key_id}",
+                    algorithm.name()
+                )),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_already_exists_exception()) =>
+                {
+                    // A concurrent setup won the alias: drop our key, use theirs.
+                    let _ = client
+                        .schedule_key_deletion()
+                        .key_id(&key_id)
+                        .pending_window_in_days(7)
+                        .send()
+                        .await;
+                    Ok(format!("signing key {key}: exists (created concurrently)"))
+                }
+                Err(e) => Err(fail(
+                    "CreateAlias",
+                    aws_sdk_kms::error::DisplayErrorContext(e),
+                )),
+            }
+        }
+        Err(e) => Err(fail(
+            &format!("DescribeKey {key}"),
+            aws_sdk_kms::error::DisplayErrorContext(e),
+        )),
+    }
+}
