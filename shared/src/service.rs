@@ -7,7 +7,8 @@
 //! write (a grace-window retry: 1 read + 1 revocation read + 1 sign, no write);
 //! authorize = 1 revocation lookup of the `jti`, `sid` and `sub` entries together.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -28,7 +29,7 @@ pub const ADMIN_SCOPE: &str = "admin";
 const MAX_USERNAME_CHARS: usize = 128;
 const MAX_CLIENT_ID_CHARS: usize = 128;
 /// How many times a refresh re-reads the session after losing a race.
-const MAX_REFRESH_ATTEMPTS: usize = 4;
+const MAX_REFRESH_ATTEMPTS: usize = 6;
 
 pub struct LoginRequest {
     pub username: String,
@@ -79,6 +80,41 @@ pub struct TokenService {
     issuer: String,
     deps: Dependencies,
     verifier: AccessTokenVerifier,
+    revoked: RevokedTokens,
+}
+
+/// Access tokens this process has seen revoked, by `jti`, kept until they expire: a revoked
+/// token never becomes valid again, so that answer is safe to cache (a second presentation
+/// costs no lookup). "Not revoked" is never cached.
+#[derive(Default)]
+struct RevokedTokens {
+    until: Mutex<HashMap<String, u64>>,
+}
+
+/// Bound on the cache; when full, expired entries go, and if that is not enough, all.
+const MAX_CACHED_REVOKED: usize = 10_000;
+
+impl RevokedTokens {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn contains(&self, jti: &str, now_secs: u64) -> bool {
+        self.lock().get(jti).is_some_and(|&until| until > now_secs)
+    }
+
+    fn insert(&self, jti: &str, until: u64, now_secs: u64) {
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED_REVOKED {
+            cache.retain(|_, &mut u| u > now_secs);
+            if cache.len() >= MAX_CACHED_REVOKED {
+                cache.clear();
+            }
+        }
+        cache.insert(jti.to_owned(), until);
+    }
 }
 
 impl TokenService {
@@ -89,6 +125,7 @@ impl TokenService {
             issuer,
             deps,
             verifier,
+            revoked: RevokedTokens::default(),
         }
     }
 
@@ -186,7 +223,16 @@ impl TokenService {
         let client_id = check_client_id(request.client_id)?;
         let unusable = || Error::invalid_grant("refresh token is invalid, expired or revoked");
 
-        for _ in 0..MAX_REFRESH_ATTEMPTS {
+        for attempt in 0..MAX_REFRESH_ATTEMPTS {
+            if attempt > 1 {
+                // Lost the race more than once (e.g. DynamoDB TransactionConflict while the
+                // winner's transaction was still in flight): back off a little, with jitter.
+                let jitter = u64::from(random_bytes::<1>()[0] % 10);
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    10 * attempt as u64 + jitter,
+                ))
+                .await;
+            }
             let session = self
                 .deps
                 .sessions
@@ -350,10 +396,13 @@ impl TokenService {
 
     /// Verifies a bearer access token: signature with the key its `kid` names (algorithm
     /// pinned by the key), `typ`, `iss`, `aud`, times, then revocation of its `jti`, `sid`
-    /// or `sub` in one lookup.
+    /// or `sub` in one lookup (none when this process already knows the token is revoked).
     pub async fn authorize(&self, bearer: &str) -> Result<AccessClaims, Error> {
         let now_secs = self.deps.clock.now_secs();
         let claims = self.verifier.verify(&self.deps.keys, bearer, now_secs)?;
+        if self.revoked.contains(&claims.jti, now_secs) {
+            return Err(TokenError::Revoked.into());
+        }
         let keys = [
             RevocationKey::Token(claims.jti.clone()),
             RevocationKey::Session(claims.sid.clone()),
@@ -370,6 +419,8 @@ impl TokenService {
                 }
         });
         if revoked {
+            let until = claims.exp.saturating_add(self.config.leeway_secs);
+            self.revoked.insert(&claims.jti, until, now_secs);
             return Err(TokenError::Revoked.into());
         }
         Ok(claims)

@@ -457,3 +457,23 @@ async fn stored_sessions_hold_no_usable_token() {
         }
     }
 }
+
+#[tokio::test]
+async fn revoked_answers_are_cached_until_the_token_expires() {
+    let f = fixture_with(|c| c.leeway_secs = 0);
+    f.add_user("alice", &["user"]).await;
+    let grant = f.login("alice").await;
+    f.service.revoke(&grant.access_token, None).await.unwrap();
+    assert!(f.service.authorize(&grant.access_token).await.is_err());
+    // Even if the entry vanished from the store, the process remembers until exp.
+    let jti = f
+        .service
+        .verifier
+        .verify_ignoring_time(&f.service.deps.keys, &grant.access_token)
+        .unwrap()
+        .jti;
+    assert!(f.service.revoked.contains(&jti, START_MS / 1000));
+    assert!(!f.service.revoked.contains(&jti, START_MS / 1000 + 900));
+    let other = f.login("alice").await;
+    f.service.authorize(&other.access_token).await.unwrap();
+}

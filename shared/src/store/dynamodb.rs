@@ -27,7 +27,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 
 use super::{
@@ -354,6 +355,10 @@ impl SessionStore for DynamoStore {
                 .condition_expression(
                     "attribute_exists(id) AND #gen = :expected AND #ended = :false AND #exp > :now",
                 )
+                // On failure, hand back the stored item so we can tell "moved on" from "ended".
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build(),
@@ -392,29 +397,34 @@ impl SessionStore for DynamoStore {
         match result {
             Ok(_) => Ok(ReplaceOutcome::Replaced),
             Err(error) => {
-                let reasons: Option<Vec<String>> = match error.as_service_error() {
-                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancel)) => Some(
-                        cancel
-                            .cancellation_reasons()
-                            .iter()
-                            .map(|r| r.code().unwrap_or("None").to_owned())
-                            .collect(),
-                    ),
-                    _ => None,
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+                    error.as_service_error()
+                else {
+                    return Err(sdk_error("TransactWriteItems rotate", error));
                 };
-                match reasons.as_deref() {
-                    Some([session, user])
-                        if user == "ConditionalCheckFailed" && session != "TransactionConflict" =>
-                    {
-                        Ok(ReplaceOutcome::Ended)
+                let reasons = cancel.cancellation_reasons();
+                let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+                match (code(0), code(1)) {
+                    // The user's sessions were revoked after this one was created.
+                    (_, "ConditionalCheckFailed") => Ok(ReplaceOutcome::Ended),
+                    ("ConditionalCheckFailed", _) => {
+                        // The stored item comes back (ALL_OLD); should it ever be missing,
+                        // say Conflict and let the caller's re-read tell.
+                        let stored = reasons.first().and_then(|r| r.item());
+                        let moved_on = stored.is_none_or(|item| {
+                            !get_bool(item, "ended")
+                                && get_n(item, "expires_at").is_ok_and(|e| e > now_secs)
+                        });
+                        Ok(if moved_on {
+                            ReplaceOutcome::Conflict
+                        } else {
+                            ReplaceOutcome::Ended
+                        })
                     }
-                    // The session's condition failed (another rotation won, or it ended):
-                    // the caller re-reads and decides. A conflicting concurrent transaction
-                    // on the same item is the same race.
-                    Some([session, _])
-                        if session == "ConditionalCheckFailed"
-                            || session == "TransactionConflict" =>
-                    {
+                    // Another transaction on the same items at the same moment: the same
+                    // race as a lost condition; the caller re-reads and decides.
+                    ("TransactionConflict", _) | (_, "TransactionConflict") => {
                         Ok(ReplaceOutcome::Conflict)
                     }
                     _ => Err(sdk_error("TransactWriteItems rotate", error)),

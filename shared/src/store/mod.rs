@@ -94,7 +94,8 @@ pub struct Revocation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplaceOutcome {
     Replaced,
-    /// The session moved on (another rotation won); reload and decide again.
+    /// The stored session no longer has the expected generation (another rotation won), or
+    /// the backend could not tell why the write was refused: reload and decide again.
     Conflict,
     /// The session is gone, ended, or its user's sessions were revoked.
     Ended,

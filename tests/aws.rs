@@ -1,0 +1,609 @@
+//! The AWS backend against real servers that speak the AWS wire protocols: DynamoDB Local
+//! (the DynamoDB store) and ministack (KMS), through the real aws-sdk-rust clients. Every
+//! test creates its own uniquely named tables and key, so tests run in parallel.
+//!
+//! Needs `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_KMS`: `./scripts/test` starts the
+//! emulators and sets them. Without them these tests FAIL, saying so; they never skip.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokenlife::app::AwsClients;
+use tokenlife::clock::{Clock, ManualClock, SystemClock};
+use tokenlife::config::{Argon2Params, Backend, Config};
+use tokenlife::keys::SigningAlgorithm;
+use tokenlife::refresh::new_session_id;
+use tokenlife::secrets::{b64url, b64url_decode, random_bytes};
+use tokenlife::service::{LoginRequest, RefreshRequest, TokenGrant};
+use tokenlife::setup::{ensure_signing_key, ensure_tables};
+use tokenlife::store::{
+    DynamoStore, MemoryStore, ReplaceOutcome, Revocation, RevocationKey, Session, SessionStore,
+    TableNames, User, UserStore,
+};
+use tokenlife::{App, Error, TokenService};
+
+fn require_emulators() {
+    for variable in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"] {
+        if std::env::var(variable).is_err() {
+            panic!(
+                "{variable} is not set: this test needs DynamoDB Local and ministack. Run \
+                 ./scripts/test (it starts them), or `scripts/emulators start && . \"$(scripts/emulators env)\"` \
+                 before cargo test"
+            );
+        }
+    }
+}
+
+/// Counts the AWS calls that go on the wire (retries included), by operation.
+#[derive(Debug, Default)]
+struct CallCounter {
+    calls: Mutex<Vec<String>>,
+}
+
+impl CallCounter {
+    fn take(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for call in self.calls.lock().unwrap().drain(..) {
+            *counts.entry(call).or_default() += 1;
+        }
+        counts
+    }
+}
+
+#[derive(Debug)]
+struct Counting(Arc<CallCounter>);
+
+impl Intercept for Counting {
+    fn name(&self) -> &'static str {
+        "CountingInterceptor"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // JSON-protocol services name the operation in X-Amz-Target: "Service.Operation".
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?");
+        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        self.0.calls.lock().unwrap().push(operation);
+        Ok(())
+    }
+}
+
+async fn counted_clients(counter: &Arc<CallCounter>) -> AwsClients {
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(Counting(counter.clone()))
+        .build();
+    let kms = aws_sdk_kms::config::Builder::from(&sdk)
+        .interceptor(Counting(counter.clone()))
+        .build();
+    AwsClients {
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+        kms: aws_sdk_kms::Client::from_conf(kms),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        b64url(&random_bytes::<6>()).replace(['-', '_'], "x")
+    )
+}
+
+struct Fixture {
+    service: Arc<TokenService>,
+    counter: Arc<CallCounter>,
+    clients: AwsClients,
+    tables: TableNames,
+    clock: Arc<ManualClock>,
+}
+
+async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
+    require_emulators();
+    let name = unique("t");
+    let mut config = Config {
+        backend: Backend::Aws,
+        tables: TableNames {
+            users: format!("{name}-users"),
+            sessions: format!("{name}-sessions"),
+            revocations: format!("{name}-revocations"),
+        },
+        kms_key: format!("alias/{name}"),
+        argon2: Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
+    };
+    edit(&mut config);
+    let counter = Arc::new(CallCounter::default());
+    let clients = counted_clients(&counter).await;
+    ensure_tables(&clients.dynamodb, &config.tables)
+        .await
+        .unwrap();
+    ensure_signing_key(&clients.kms, &config.kms_key, config.algorithm)
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let tables = config.tables.clone();
+    let app = App::aws(
+        config,
+        "https://issuer.test",
+        clients.clone(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    counter.take();
+    Fixture {
+        service: app.service,
+        counter,
+        clients,
+        tables,
+        clock,
+    }
+}
+
+impl Fixture {
+    async fn add_alice(&self) {
+        self.service
+            .put_user("alice", "alice password", vec!["user".into()])
+            .await
+            .unwrap();
+    }
+
+    async fn login(&self) -> TokenGrant {
+        self.service
+            .login(LoginRequest {
+                username: "alice".into(),
+                password: "alice password".into(),
+                client_id: None,
+                scope: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn refresh(&self, token: &str) -> Result<TokenGrant, Error> {
+        self.service
+            .refresh(RefreshRequest {
+                refresh_token: token.into(),
+                client_id: None,
+                scope: None,
+            })
+            .await
+    }
+
+    fn store(&self) -> DynamoStore {
+        DynamoStore::new(
+            self.clients.dynamodb.clone(),
+            self.tables.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    async fn scan(&self, table: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default()
+    }
+}
+
+fn counts(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// The store contract, run against both backends: conditional rotation, user-wide
+/// revocation inside the rotation, ending sessions, revocation entries.
+async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_ms: u64) {
+    let user = User {
+        id: "user-1".into(),
+        username: "alice".into(),
+        password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA".into(),
+        scopes: vec!["user".into(), "admin".into()],
+        disabled: false,
+    };
+    assert_eq!(users.find_user("alice").await.unwrap(), None);
+    users.put_user(&user).await.unwrap();
+    assert_eq!(users.find_user("alice").await.unwrap(), Some(user.clone()));
+    let disabled = User {
+        disabled: true,
+        ..user
+    };
+    users.put_user(&disabled).await.unwrap();
+    assert_eq!(users.find_user("alice").await.unwrap(), Some(disabled));
+
+    let session = Session {
+        id: new_session_id(now_ms - 10),
+        user_id: "user-1".into(),
+        scope: "user".into(),
+        client_id: None,
+        created_ms: now_ms - 10,
+        expires_at: now_ms / 1000 + 3600,
+        last_used_ms: now_ms - 10,
+        generation: 0,
+        current_hash: [1; 32],
+        reuse_key: [2; 32],
+        last_rotation: None,
+        ended: false,
+    };
+    sessions.create_session(&session).await.unwrap();
+    assert_eq!(
+        sessions.find_session(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(sessions.find_session("nope").await.unwrap(), None);
+
+    let rotated = Session {
+        generation: 1,
+        current_hash: [3; 32],
+        last_rotation: Some(tokenlife::store::Rotation {
+            at_ms: now_ms,
+            sealed_successor: vec![4; 76],
+        }),
+        ..session.clone()
+    };
+    assert_eq!(
+        sessions.replace_session(&rotated, 5).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+    assert_eq!(
+        sessions.replace_session(&rotated, 0).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+    assert_eq!(
+        sessions.find_session(&session.id).await.unwrap(),
+        Some(rotated.clone())
+    );
+    assert_eq!(
+        sessions.replace_session(&rotated, 0).await.unwrap(),
+        ReplaceOutcome::Conflict
+    );
+
+    // A user-wide revocation covering the session stops its rotation, atomically.
+    let later = Session {
+        id: new_session_id(now_ms + 5),
+        created_ms: now_ms + 5,
+        ..session.clone()
+    };
+    sessions.create_session(&later).await.unwrap();
+    let ban = |until_ms, expires_at| Revocation {
+        key: RevocationKey::User("user-1".into()),
+        expires_at,
+        sessions_created_until_ms: until_ms,
+    };
+    sessions
+        .put_revocation(&ban(now_ms, now_ms / 1000 + 3600))
+        .await
+        .unwrap();
+    let next = Session {
+        generation: 2,
+        ..rotated.clone()
+    };
+    assert_eq!(
+        sessions.replace_session(&next, 1).await.unwrap(),
+        ReplaceOutcome::Ended
+    );
+    // ...but not a session created after it.
+    let later_next = Session {
+        generation: 1,
+        ..later.clone()
+    };
+    assert_eq!(
+        sessions.replace_session(&later_next, 0).await.unwrap(),
+        ReplaceOutcome::Replaced
+    );
+    // A user-wide revocation never moves back in time.
+    sessions
+        .put_revocation(&ban(now_ms - 1000, now_ms / 1000 + 3600))
+        .await
+        .unwrap();
+    let found = sessions
+        .find_revocations(&[RevocationKey::User("user-1".into())])
+        .await
+        .unwrap();
+    assert_eq!(found, vec![ban(now_ms, now_ms / 1000 + 3600)]);
+
+    // Ending a session: flag and sid entry together; idempotent; fine for unknown sessions.
+    let sid_entry = |id: &str| Revocation {
+        key: RevocationKey::Session(id.to_owned()),
+        expires_at: now_ms / 1000 + 900,
+        sessions_created_until_ms: 0,
+    };
+    sessions
+        .end_session(&later.id, &sid_entry(&later.id))
+        .await
+        .unwrap();
+    sessions
+        .end_session(&later.id, &sid_entry(&later.id))
+        .await
+        .unwrap();
+    assert!(
+        sessions
+            .find_session(&later.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ended
+    );
+    let after_end = Session {
+        generation: 2,
+        ..later_next.clone()
+    };
+    assert_eq!(
+        sessions.replace_session(&after_end, 1).await.unwrap(),
+        ReplaceOutcome::Ended
+    );
+    assert!(
+        sessions
+            .find_session(&later.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ended
+    );
+    sessions
+        .end_session("unknown-session", &sid_entry("unknown-session"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions.find_session("unknown-session").await.unwrap(),
+        None,
+        "no session made up"
+    );
+
+    // One lookup for several keys; absent ones are simply missing.
+    let jti = Revocation {
+        key: RevocationKey::Token("jti-1".into()),
+        expires_at: now_ms / 1000 + 900,
+        sessions_created_until_ms: 0,
+    };
+    sessions.put_revocation(&jti).await.unwrap();
+    let mut found = sessions
+        .find_revocations(&[
+            RevocationKey::Token("jti-1".into()),
+            RevocationKey::Token("jti-2".into()),
+            RevocationKey::Session("unknown-session".into()),
+            RevocationKey::User("nobody".into()),
+        ])
+        .await
+        .unwrap();
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(found, vec![jti, sid_entry("unknown-session")]);
+}
+
+#[tokio::test]
+async fn the_store_contract_holds_for_memory_and_dynamodb() {
+    let now_ms = SystemClock.now_ms();
+    let memory = MemoryStore::new(Arc::new(ManualClock::new(now_ms)));
+    store_contract(&memory, &memory, now_ms).await;
+
+    let f = fixture_with(|_| {}).await;
+    let dynamo = f.store();
+    store_contract(&dynamo, &dynamo, f.clock.now_ms()).await;
+}
+
+#[tokio::test]
+async fn each_operation_makes_the_minimum_of_aws_calls() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    f.counter.take();
+
+    let grant = f.login().await;
+    assert_eq!(
+        f.counter.take(),
+        counts(&[("GetItem", 1), ("Sign", 1), ("PutItem", 1)]),
+        "login"
+    );
+
+    let renewed = f.refresh(&grant.refresh_token).await.unwrap();
+    assert_eq!(
+        f.counter.take(),
+        counts(&[("GetItem", 1), ("Sign", 1), ("TransactWriteItems", 1)]),
+        "refresh"
+    );
+
+    f.service.authorize(&renewed.access_token).await.unwrap();
+    assert_eq!(f.counter.take(), counts(&[("BatchGetItem", 1)]), "verify");
+
+    f.service.revoke(&renewed.access_token, None).await.unwrap();
+    f.counter.take();
+    assert!(f.service.authorize(&renewed.access_token).await.is_err());
+    assert_eq!(
+        f.counter.take(),
+        counts(&[("BatchGetItem", 1)]),
+        "verify, first revoked answer"
+    );
+    assert!(f.service.authorize(&renewed.access_token).await.is_err());
+    assert_eq!(
+        f.counter.take(),
+        counts(&[]),
+        "verify, cached revoked answer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_concurrent_refreshes_rotate_exactly_once_on_dynamodb() {
+    for grace in [0, 5] {
+        let f = fixture_with(|c| c.refresh_grace_secs = grace).await;
+        f.add_alice().await;
+        let token = f.login().await.refresh_token;
+        let tasks: Vec<_> = (0..30)
+            .map(|_| {
+                let service = f.service.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    service
+                        .refresh(RefreshRequest {
+                            refresh_token: token,
+                            client_id: None,
+                            scope: None,
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut successors = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(grant) => successors.push(grant.refresh_token),
+                Err(Error::InvalidGrant(_)) => {}
+                Err(other) => panic!("grace {grace}: unexpected {other:?}"),
+            }
+        }
+        let sid = token.split('.').next().unwrap();
+        let session = f.store().find_session(sid).await.unwrap().unwrap();
+        if grace == 0 {
+            assert_eq!(
+                successors.len(),
+                1,
+                "grace 0: exactly one rotation succeeds"
+            );
+            assert!(session.ended, "the others were reuse: the session ended");
+        } else {
+            assert_eq!(
+                successors.len(),
+                30,
+                "grace {grace}: every request succeeds"
+            );
+            assert!(
+                successors.iter().all(|s| *s == successors[0]),
+                "one successor for all"
+            );
+            assert_eq!(session.generation, 1, "exactly one rotation");
+            assert!(!session.ended);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_table_dump_yields_no_usable_token_or_password() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    let first = f.login().await;
+    let second = f.refresh(&first.refresh_token).await.unwrap();
+    let mut dump = String::new();
+    let mut raw_values: Vec<Vec<u8>> = Vec::new();
+    for table in [&f.tables.users, &f.tables.sessions, &f.tables.revocations] {
+        for item in f.scan(table).await {
+            for value in item.values() {
+                dump.push_str(&format!("{value:?}\n"));
+                match value {
+                    AttributeValue::B(blob) => raw_values.push(blob.as_ref().to_vec()),
+                    AttributeValue::S(text) => raw_values.push(text.as_bytes().to_vec()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(!dump.contains("alice password"));
+    for token in [&first.refresh_token, &second.refresh_token] {
+        let secret = token.rsplit('.').next().unwrap();
+        assert!(
+            !dump.contains(secret),
+            "a refresh secret is stored in clear"
+        );
+        let secret_bytes = b64url_decode(secret).unwrap();
+        for value in &raw_values {
+            assert!(
+                !value
+                    .windows(16)
+                    .any(|w| secret_bytes.windows(16).any(|s| s == w)),
+                "16 bytes of a refresh secret are stored"
+            );
+        }
+    }
+    // The dump did contain the session (we looked at the right tables).
+    assert!(dump.contains(first.refresh_token.split('.').next().unwrap()));
+}
+
+#[tokio::test]
+async fn expired_but_present_entries_count_as_absent() {
+    let f = fixture_with(|c| c.leeway_secs = 0).await;
+    f.add_alice().await;
+    let grant = f.login().await;
+    let claims = f.service.authorize(&grant.access_token).await.unwrap();
+    let now = f.clock.now_secs();
+    let store = f.store();
+    // Revocation entries whose time is over but that DynamoDB has not deleted yet.
+    for key in [
+        RevocationKey::Token(claims.jti.clone()),
+        RevocationKey::Session(claims.sid.clone()),
+        RevocationKey::User(claims.sub.clone()),
+    ] {
+        store
+            .put_revocation(&Revocation {
+                key,
+                expires_at: now - 1,
+                sessions_created_until_ms: f.clock.now_ms() + 60_000,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .find_revocations(&[RevocationKey::Token(claims.jti.clone())])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    f.service.authorize(&grant.access_token).await.unwrap();
+    f.refresh(&grant.refresh_token).await.unwrap();
+
+    // A session past its absolute end, still stored, cannot refresh.
+    let other = f.login().await;
+    f.clock.advance_secs(Config::default().refresh_ttl_secs);
+    let sid = other.refresh_token.split('.').next().unwrap();
+    assert!(
+        store.find_session(sid).await.unwrap().is_some(),
+        "still stored"
+    );
+    assert!(matches!(
+        f.refresh(&other.refresh_token).await,
+        Err(Error::InvalidGrant(_))
+    ));
+}
+
+#[tokio::test]
+async fn kms_signatures_always_verify_es256_and_rs256() {
+    // ~1 ECDSA signature in 128 has an r or s with a leading zero byte; 300 signatures
+    // exercise the DER -> R||S padding with high probability, and every one must verify.
+    for (alg, rounds) in [
+        (SigningAlgorithm::Es256, 300),
+        (SigningAlgorithm::Rs256, 20),
+    ] {
+        let f = fixture_with(|c| c.algorithm = alg).await;
+        f.add_alice().await;
+        let jwks = f.service.jwks();
+        assert_eq!(jwks.keys.len(), 1);
+        assert_eq!(jwks.keys[0].alg, alg.name());
+        let grant = f.login().await;
+        let mut token = grant.refresh_token;
+        for _ in 0..rounds {
+            let renewed = f.refresh(&token).await.unwrap();
+            f.service.authorize(&renewed.access_token).await.unwrap();
+            token = renewed.refresh_token;
+        }
+    }
+}
