@@ -13,6 +13,47 @@ use serde_json::{Value, json};
 const ALICE_PASSWORD: &str = "alice-Pa55word";
 const ROOT_PASSWORD: &str = "root-Pa55word";
 
+/// Which backend a server runs on: the embedded default, or DynamoDB Local + ministack
+/// (fresh tables and key per server, created with `tokenlife setup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    Aws,
+}
+
+/// Environment for an `aws` server with its own tables and key; fails (never skips) when the
+/// emulators are not configured.
+fn aws_env() -> Vec<(String, String)> {
+    for variable in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"] {
+        if std::env::var(variable).is_err() {
+            panic!(
+                "{variable} is not set: the aws-backend tests need DynamoDB Local and ministack. \
+                 Run ./scripts/test (it starts them), or `scripts/emulators start && . \"$(scripts/emulators env)\"`"
+            );
+        }
+    }
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("e2e-{}-{stamp}-{n}", std::process::id());
+    vec![
+        ("TOKENLIFE_BACKEND".into(), "aws".into()),
+        ("TOKENLIFE_USERS_TABLE".into(), format!("{name}-users")),
+        (
+            "TOKENLIFE_SESSIONS_TABLE".into(),
+            format!("{name}-sessions"),
+        ),
+        (
+            "TOKENLIFE_REVOCATIONS_TABLE".into(),
+            format!("{name}-revocations"),
+        ),
+        ("TOKENLIFE_KMS_KEY".into(), format!("alias/{name}")),
+    ]
+}
+
 struct Server {
     child: Child,
     base: String,
@@ -21,7 +62,34 @@ struct Server {
 }
 
 impl Server {
-    fn start(env: &[(&str, &str)]) -> Server {
+    fn start(backend: Backend, env: &[(&str, &str)]) -> Server {
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if backend == Backend::Aws {
+            env.extend(aws_env());
+            // `tokenlife setup`, twice: the second run must succeed and change nothing.
+            for run in 0..2 {
+                let output = Command::new(env!("CARGO_BIN_EXE_tokenlife"))
+                    .arg("setup")
+                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .output()
+                    .expect("run tokenlife setup");
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                assert!(
+                    output.status.success(),
+                    "setup failed: {stdout} {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                if run == 1 {
+                    assert!(
+                        !stdout.contains("created") && !stdout.contains("turned on"),
+                        "second setup changed something: {stdout}"
+                    );
+                }
+            }
+        }
         let mut command = Command::new(env!("CARGO_BIN_EXE_tokenlife"));
         command
             .args(["serve", "--addr", "127.0.0.1:0"])
@@ -37,7 +105,7 @@ impl Server {
                 command.env_remove(key);
             }
         }
-        for (key, value) in env {
+        for (key, value) in &env {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("start tokenlife serve");
@@ -206,12 +274,24 @@ impl Answer {
 }
 
 #[test]
-fn the_whole_lifecycle_over_http() {
-    let server = Server::start(&[
-        ("TOKENLIFE_ACCESS_TTL", "2"),
-        ("TOKENLIFE_LEEWAY", "0"),
-        ("TOKENLIFE_REFRESH_GRACE", "0"),
-    ]);
+fn lifecycle_over_http_in_memory() {
+    the_whole_lifecycle_over_http(Backend::Memory);
+}
+
+#[test]
+fn lifecycle_over_http_on_aws() {
+    the_whole_lifecycle_over_http(Backend::Aws);
+}
+
+fn the_whole_lifecycle_over_http(backend: Backend) {
+    let server = Server::start(
+        backend,
+        &[
+            ("TOKENLIFE_ACCESS_TTL", "2"),
+            ("TOKENLIFE_LEEWAY", "0"),
+            ("TOKENLIFE_REFRESH_GRACE", "0"),
+        ],
+    );
     let mut secrets: Vec<String> = vec![ALICE_PASSWORD.into(), ROOT_PASSWORD.into()];
 
     // login -> userinfo
@@ -354,7 +434,10 @@ fn the_whole_lifecycle_over_http() {
 
 #[test]
 fn cookie_refresh_needs_an_allowed_origin() {
-    let server = Server::start(&[("TOKENLIFE_CORS_ORIGINS", "https://app.example.com")]);
+    let server = Server::start(
+        Backend::Memory,
+        &[("TOKENLIFE_CORS_ORIGINS", "https://app.example.com")],
+    );
     let login = server.login("alice", ALICE_PASSWORD).expect(200);
     let cookie = login
         .header("set-cookie")
@@ -453,8 +536,17 @@ fn race_refreshes(server: &Server, refresh_token: &str) -> Vec<Answer> {
 }
 
 #[test]
-fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once() {
-    let server = Server::start(&[("TOKENLIFE_REFRESH_GRACE", "0")]);
+fn concurrent_refreshes_without_grace_in_memory() {
+    thirty_concurrent_refreshes_without_grace_rotate_exactly_once(Backend::Memory);
+}
+
+#[test]
+fn concurrent_refreshes_without_grace_on_aws() {
+    thirty_concurrent_refreshes_without_grace_rotate_exactly_once(Backend::Aws);
+}
+
+fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once(backend: Backend) {
+    let server = Server::start(backend, &[("TOKENLIFE_REFRESH_GRACE", "0")]);
     let refresh = server
         .login("alice", ALICE_PASSWORD)
         .expect(200)
@@ -469,8 +561,17 @@ fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once() {
 }
 
 #[test]
-fn thirty_concurrent_refreshes_with_grace_all_get_the_same_successor() {
-    let server = Server::start(&[("TOKENLIFE_REFRESH_GRACE", "30")]);
+fn concurrent_refreshes_with_grace_in_memory() {
+    thirty_concurrent_refreshes_with_grace_all_get_the_same_successor(Backend::Memory);
+}
+
+#[test]
+fn concurrent_refreshes_with_grace_on_aws() {
+    thirty_concurrent_refreshes_with_grace_all_get_the_same_successor(Backend::Aws);
+}
+
+fn thirty_concurrent_refreshes_with_grace_all_get_the_same_successor(backend: Backend) {
+    let server = Server::start(backend, &[("TOKENLIFE_REFRESH_GRACE", "30")]);
     let refresh = server
         .login("alice", ALICE_PASSWORD)
         .expect(200)
@@ -500,8 +601,17 @@ fn thirty_concurrent_refreshes_with_grace_all_get_the_same_successor() {
 type BadRequest<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Option<Vec<u8>>);
 
 #[test]
-fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
-    let server = Server::start(&[]);
+fn bad_input_in_memory() {
+    bad_input_gets_a_4xx_json_error_and_changes_nothing(Backend::Memory);
+}
+
+#[test]
+fn bad_input_on_aws() {
+    bad_input_gets_a_4xx_json_error_and_changes_nothing(Backend::Aws);
+}
+
+fn bad_input_gets_a_4xx_json_error_and_changes_nothing(backend: Backend) {
+    let server = Server::start(backend, &[]);
     let login = server.login("alice", ALICE_PASSWORD).expect(200);
     let (access, refresh) = (login.text("access_token"), login.text("refresh_token"));
 
@@ -641,7 +751,16 @@ fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
 }
 
 #[test]
-fn a_third_party_verifier_accepts_our_tokens_against_our_jwks() {
+fn jose_verifies_our_tokens_in_memory() {
+    a_third_party_verifier_accepts_our_tokens_against_our_jwks(Backend::Memory);
+}
+
+#[test]
+fn jose_verifies_our_tokens_on_aws() {
+    a_third_party_verifier_accepts_our_tokens_against_our_jwks(Backend::Aws);
+}
+
+fn a_third_party_verifier_accepts_our_tokens_against_our_jwks(backend: Backend) {
     let Ok(verifier) = std::env::var("TOKENLIFE_JOSE_VERIFIER") else {
         panic!(
             "TOKENLIFE_JOSE_VERIFIER is not set: run ./scripts/test, which installs the Node jose \
@@ -649,7 +768,10 @@ fn a_third_party_verifier_accepts_our_tokens_against_our_jwks() {
         );
     };
     for alg in ["ES256", "RS256"] {
-        let server = Server::start(&[("TOKENLIFE_ALG", alg), ("TOKENLIFE_AUDIENCE", "orders-api")]);
+        let server = Server::start(
+            backend,
+            &[("TOKENLIFE_ALG", alg), ("TOKENLIFE_AUDIENCE", "orders-api")],
+        );
         let access = server
             .login("alice", ALICE_PASSWORD)
             .expect(200)
