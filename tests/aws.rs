@@ -607,3 +607,249 @@ async fn kms_signatures_always_verify_es256_and_rs256() {
         }
     }
 }
+
+/// A ministack of this test's own, so that it can be stopped mid-test.
+struct OwnKms {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl OwnKms {
+    fn start() -> OwnKms {
+        let binary = std::env::var("TOKENLIFE_MINISTACK").unwrap_or_else(|_| {
+            panic!("TOKENLIFE_MINISTACK is not set: run ./scripts/test, which installs ministack and sets it")
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(binary)
+            .env("GATEWAY_PORT", port.to_string())
+            .env("BIND_HOST", "127.0.0.1")
+            .env("SERVICES", "kms")
+            .env("IOT_MTLS_ENABLED", "0")
+            .env("SFTP_ENABLED", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ministack");
+        for _ in 0..150 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return OwnKms {
+                    child,
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("ministack did not answer on port {port} within 15 s");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnKms {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Clients from the standard configuration, with endpoint overrides.
+async fn clients_at(dynamodb: Option<&str>, kms: Option<&str>) -> AwsClients {
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let mut dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    if let Some(endpoint) = dynamodb {
+        dynamodb_config = dynamodb_config.endpoint_url(endpoint);
+    }
+    let mut kms_config = aws_sdk_kms::config::Builder::from(&sdk);
+    if let Some(endpoint) = kms {
+        kms_config = kms_config.endpoint_url(endpoint);
+    }
+    AwsClients {
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb_config.build()),
+        kms: aws_sdk_kms::Client::from_conf(kms_config.build()),
+    }
+}
+
+fn aws_config_named(name: &str) -> Config {
+    Config {
+        backend: Backend::Aws,
+        tables: TableNames {
+            users: format!("{name}-users"),
+            sessions: format!("{name}-sessions"),
+            revocations: format!("{name}-revocations"),
+        },
+        kms_key: format!("alias/{name}"),
+        argon2: Argon2Params {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
+    }
+}
+
+fn json_request(method: &str, path: &str, body: serde_json::Value) -> lambda_http::Request {
+    lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn assert_unavailable(response: &lambda_http::Response<lambda_http::Body>, what: &str) {
+    assert_eq!(
+        response.status().as_u16(),
+        503,
+        "{what}: {:?}",
+        response.body()
+    );
+    assert!(
+        response.headers().contains_key("retry-after"),
+        "{what}: Retry-After"
+    );
+    let body: serde_json::Value = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
+        other => panic!("{what}: body {other:?}"),
+    };
+    assert_eq!(body["error"], "temporarily_unavailable", "{what}");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        !description.contains("127.0.0.1"),
+        "{what}: no internals in the answer: {description}"
+    );
+}
+
+#[tokio::test]
+async fn a_kms_outage_is_a_503_and_writes_nothing() {
+    require_emulators();
+    let mut kms = OwnKms::start();
+    let config = aws_config_named(&unique("kms-down"));
+    let clients = clients_at(None, Some(&kms.endpoint)).await;
+    ensure_tables(&clients.dynamodb, &config.tables)
+        .await
+        .unwrap();
+    ensure_signing_key(&clients.kms, &config.kms_key, config.algorithm)
+        .await
+        .unwrap();
+    let tables = config.tables.clone();
+    let app = App::aws(
+        config,
+        "https://issuer.test",
+        clients.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let service = app.service;
+    service
+        .put_user("alice", "alice password", vec!["user".into()])
+        .await
+        .unwrap();
+    let login = serde_json::json!({"username": "alice", "password": "alice password"});
+    let endpoints = tokenlife::http::Endpoint::ALL;
+    let response = tokenlife::http::handle(
+        &service,
+        endpoints,
+        json_request("POST", "/login", login.clone()),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 200);
+    let grant: serde_json::Value = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+
+    kms.stop();
+    let scan = || async {
+        let mut items = clients
+            .dynamodb
+            .scan()
+            .table_name(&tables.sessions)
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        items.sort_by_key(|item| format!("{:?}", item.get("id")));
+        items
+    };
+    let before = scan().await;
+    assert_eq!(before.len(), 1);
+
+    let response =
+        tokenlife::http::handle(&service, endpoints, json_request("POST", "/login", login)).await;
+    assert_unavailable(&response, "login while KMS is down");
+    let refresh = serde_json::json!({"refresh_token": grant["refresh_token"]});
+    let response = tokenlife::http::handle(
+        &service,
+        endpoints,
+        json_request("POST", "/refresh", refresh),
+    )
+    .await;
+    assert_unavailable(&response, "refresh while KMS is down");
+    assert_eq!(scan().await, before, "nothing was written");
+
+    // Verification needs no KMS: the public key is held in the process.
+    let bearer = format!("Bearer {}", grant["access_token"].as_str().unwrap());
+    let request = lambda_http::http::Request::builder()
+        .uri("/userinfo")
+        .header("authorization", bearer)
+        .body(lambda_http::Body::Empty)
+        .unwrap();
+    let response = tokenlife::http::handle(&service, endpoints, request).await;
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_dynamodb_outage_is_a_503() {
+    require_emulators();
+    let config = aws_config_named(&unique("ddb-down"));
+    let working = clients_at(None, None).await;
+    ensure_signing_key(&working.kms, &config.kms_key, config.algorithm)
+        .await
+        .unwrap();
+    // A DynamoDB endpoint where nothing listens.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let clients = clients_at(Some(&format!("http://127.0.0.1:{dead_port}")), None).await;
+    let app = App::aws(
+        config,
+        "https://issuer.test",
+        clients,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let endpoints = tokenlife::http::Endpoint::ALL;
+    let login = serde_json::json!({"username": "alice", "password": "alice password"});
+    let response = tokenlife::http::handle(
+        &app.service,
+        endpoints,
+        json_request("POST", "/login", login),
+    )
+    .await;
+    assert_unavailable(&response, "login while DynamoDB is down");
+    let token = format!(
+        "{}.0.{}",
+        new_session_id(SystemClock.now_ms()),
+        b64url(&[1u8; 48])
+    );
+    let refresh = serde_json::json!({"refresh_token": token});
+    let response = tokenlife::http::handle(
+        &app.service,
+        endpoints,
+        json_request("POST", "/refresh", refresh),
+    )
+    .await;
+    assert_unavailable(&response, "refresh while DynamoDB is down");
+}
