@@ -624,7 +624,7 @@ impl OwnKms {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new(binary)
+        let mut child = std::process::Command::new(binary)
             .env("GATEWAY_PORT", port.to_string())
             .env("BIND_HOST", "127.0.0.1")
             .env("SERVICES", "kms")
@@ -643,6 +643,8 @@ impl OwnKms {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("ministack did not answer on port {port} within 15 s");
     }
 
