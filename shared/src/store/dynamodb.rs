@@ -450,26 +450,41 @@ impl SessionStore for DynamoStore {
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
                 .build(),
         )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(end).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // No such session (swept by TTL): the revocation entry alone still matters.
-            Err(error)
-                if matches!(
-                    error.as_service_error(),
-                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_))
-                ) =>
-            {
-                self.put_revocation(revocation).await
+        // A concurrent rotation of the same session can make the transaction conflict: retry
+        // then, since a session that must end must not stay usable.
+        for attempt in 0..5u64 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
             }
-            Err(error) => Err(sdk_error("TransactWriteItems end session", error)),
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(end.clone()).build())
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+                error.as_service_error()
+            else {
+                return Err(sdk_error("TransactWriteItems end session", error));
+            };
+            let reasons = cancel.cancellation_reasons();
+            let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+            match (code(0), code(1)) {
+                // No such session (already swept by TTL): the entry alone still matters.
+                ("ConditionalCheckFailed", _) => return self.put_revocation(revocation).await,
+                ("TransactionConflict", _) | (_, "TransactionConflict") => continue,
+                _ => return Err(sdk_error("TransactWriteItems end session", error)),
+            }
         }
+        Err(StoreError::Unavailable(
+            "ending the session kept conflicting with concurrent writes".into(),
+        ))
     }
 
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
@@ -503,16 +518,22 @@ impl SessionStore for DynamoStore {
         &self,
         keys: &[RevocationKey],
     ) -> Result<Vec<Revocation>, StoreError> {
-        let mut pending: Vec<Item> = keys
+        // BatchGetItem refuses duplicate keys.
+        let mut texts: Vec<String> = keys.iter().map(revocation_key_text).collect();
+        texts.sort();
+        texts.dedup();
+        let mut pending: Vec<Item> = texts
             .iter()
-            .map(|key| HashMap::from([("key".to_owned(), s(&revocation_key_text(key)))]))
+            .map(|text| HashMap::from([("key".to_owned(), s(text))]))
             .collect();
-        pending.dedup();
         let mut found = Vec::new();
         // One round trip; more only if DynamoDB hands back unprocessed keys (throttling).
-        for _ in 0..4 {
+        for attempt in 0..4u64 {
             if pending.is_empty() {
                 break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
             }
             let request = built(
                 KeysAndAttributes::builder()
