@@ -8,6 +8,7 @@
 //! authorize = 1 revocation lookup of the `jti`, `sid` and `sub` entries together.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -89,6 +90,8 @@ pub struct TokenService {
 #[derive(Default)]
 struct RevokedTokens {
     until: Mutex<HashMap<String, u64>>,
+    /// Whether anything was ever cached: the hot path skips the lock while nothing is.
+    used: AtomicBool,
 }
 
 /// Bound on the cache; when full, expired entries go, and if that is not enough, all.
@@ -102,7 +105,8 @@ impl RevokedTokens {
     }
 
     fn contains(&self, jti: &str, now_secs: u64) -> bool {
-        self.lock().get(jti).is_some_and(|&until| until > now_secs)
+        self.used.load(Ordering::Relaxed)
+            && self.lock().get(jti).is_some_and(|&until| until > now_secs)
     }
 
     fn insert(&self, jti: &str, until: u64, now_secs: u64) {
@@ -114,6 +118,7 @@ impl RevokedTokens {
             }
         }
         cache.insert(jti.to_owned(), until);
+        self.used.store(true, Ordering::Relaxed);
     }
 }
 
