@@ -112,22 +112,7 @@ struct Fixture {
 
 async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     require_emulators();
-    let name = unique("t");
-    let mut config = Config {
-        backend: Backend::Aws,
-        tables: TableNames {
-            users: format!("{name}-users"),
-            sessions: format!("{name}-sessions"),
-            revocations: format!("{name}-revocations"),
-        },
-        kms_key: format!("alias/{name}"),
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..Config::default()
-    };
+    let mut config = aws_config_named(&unique("t"));
     edit(&mut config);
     let counter = Arc::new(CallCounter::default());
     let clients = counted_clients(&counter).await;
@@ -677,6 +662,7 @@ async fn clients_at(dynamodb: Option<&str>, kms: Option<&str>) -> AwsClients {
     }
 }
 
+/// A config of the aws backend with its own tables and key, and cheap password hashing.
 fn aws_config_named(name: &str) -> Config {
     Config {
         backend: Backend::Aws,
