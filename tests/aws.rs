@@ -841,3 +841,45 @@ async fn a_dynamodb_outage_is_a_503() {
     .await;
     assert_unavailable(&response, "refresh while DynamoDB is down");
 }
+
+#[tokio::test]
+async fn the_authorizer_allows_valid_and_denies_expired_forged_and_revoked_tokens_on_aws() {
+    let f = fixture_with(|c| c.leeway_secs = 0).await;
+    f.add_alice().await;
+    let event = |token: &str| {
+        serde_json::json!({
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeArn": "arn:aws:execute-api:eu-west-1:123456789012:abc123/$default/GET/orders",
+            "identitySource": [format!("Bearer {token}")],
+            "headers": { "authorization": format!("Bearer {token}") },
+        })
+    };
+    let decide = |token: String| {
+        let service = f.service.clone();
+        let event = event(&token);
+        async move {
+            tokenlife::authorizer::authorize_event(&service, &event)
+                .await
+                .unwrap()["isAuthorized"]
+                .as_bool()
+                .unwrap()
+        }
+    };
+    let valid = f.login().await.access_token;
+    assert!(decide(valid.clone()).await, "valid");
+
+    let revoked = f.login().await.access_token;
+    f.service.revoke(&revoked, None).await.unwrap();
+    assert!(!decide(revoked).await, "revoked");
+
+    let stranger = fixture_with(|_| {}).await;
+    stranger.add_alice().await;
+    assert!(
+        !decide(stranger.login().await.access_token).await,
+        "signed by another key"
+    );
+
+    f.clock.advance_secs(Config::default().access_ttl_secs);
+    assert!(!decide(valid).await, "expired");
+}

@@ -2,7 +2,9 @@
 //! --data-file` takes) fed through the real handler of the function named by its folder,
 //! via `lambda_http::request::from_str`, on a fresh embedded service. Placeholders
 //! `__ACCESS_TOKEN__`, `__ADMIN_ACCESS_TOKEN__` and `__REFRESH_TOKEN__` are replaced by
-//! tokens of a fresh login. Every 4xx must leave the service unchanged.
+//! tokens of a fresh login. Every 4xx must leave the service unchanged. Events in
+//! `events/authorizer/` go through the Lambda authorizer instead, with
+//! `__REVOKED_ACCESS_TOKEN__` and `__FORGED_ACCESS_TOKEN__` (signed by a stranger's key) too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,6 +81,33 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ),
     ("jwks/userinfo-garbage-token", 401, Some("invalid_token")),
     ("jwks/unknown-route", 404, Some("not_found")),
+];
+
+/// What the authorizer must answer to each event in `events/authorizer/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authorizer {
+    /// HTTP API simple response `isAuthorized: true`, or a REST Allow policy.
+    Allows,
+    /// HTTP API simple response `isAuthorized: false`.
+    Denies,
+    /// REST: the error `Unauthorized` (API Gateway answers 401).
+    Unauthorized,
+}
+
+const AUTHORIZER_EXPECTED: &[(&str, Authorizer)] = &[
+    ("authorizer/http-api-v2", Authorizer::Allows),
+    ("authorizer/http-api-v2-no-token", Authorizer::Denies),
+    ("authorizer/http-api-v2-revoked-token", Authorizer::Denies),
+    ("authorizer/http-api-v2-forged-token", Authorizer::Denies),
+    ("authorizer/http-api-v2-refresh-token", Authorizer::Denies),
+    ("authorizer/rest-token", Authorizer::Allows),
+    ("authorizer/rest-token-forged", Authorizer::Unauthorized),
+    ("authorizer/rest-token-garbage", Authorizer::Unauthorized),
+    ("authorizer/rest-request", Authorizer::Allows),
+    (
+        "authorizer/rest-request-revoked-token",
+        Authorizer::Unauthorized,
+    ),
 ];
 
 struct Tokens {
@@ -161,7 +190,10 @@ async fn every_sample_event_gets_the_expected_answer() {
     for (name, _, _) in EXPECTED {
         assert!(names.contains(name), "events/{name}.json is missing");
     }
-    for (name, path) in &files {
+    for (name, path) in files
+        .iter()
+        .filter(|(name, _)| !name.starts_with("authorizer/"))
+    {
         let (_, status, code) = EXPECTED
             .iter()
             .find(|(expected, _, _)| expected == name)
@@ -319,5 +351,87 @@ async fn check_specifics(
             assert!(header("www-authenticate").starts_with("Bearer error=\"invalid_token\""));
         }
         _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_authorizer_event_gets_the_expected_answer() {
+    let files: Vec<(String, PathBuf)> = event_files()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("authorizer/"))
+        .collect();
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    for (name, _) in AUTHORIZER_EXPECTED {
+        assert!(names.contains(name), "events/{name}.json is missing");
+    }
+    let (stranger, _) = fresh_service().await;
+    for (name, path) in &files {
+        let (_, expected) = AUTHORIZER_EXPECTED
+            .iter()
+            .find(|(expected, _)| expected == name)
+            .unwrap_or_else(|| panic!("events/{name}.json has no expectation in tests/events.rs"));
+        let (service, tokens) = fresh_service().await;
+        let revoked = service
+            .login(LoginRequest {
+                username: "alice".into(),
+                password: ALICE_PASSWORD.into(),
+                client_id: None,
+                scope: None,
+            })
+            .await
+            .unwrap()
+            .access_token;
+        service.revoke(&revoked, None).await.unwrap();
+        let forged = stranger
+            .login(LoginRequest {
+                username: "alice".into(),
+                password: ALICE_PASSWORD.into(),
+                client_id: None,
+                scope: None,
+            })
+            .await
+            .unwrap()
+            .access_token;
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("__REVOKED_ACCESS_TOKEN__", &revoked)
+            .replace("__FORGED_ACCESS_TOKEN__", &forged)
+            .replace("__ACCESS_TOKEN__", &tokens.access)
+            .replace("__REFRESH_TOKEN__", &tokens.refresh);
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let answer = tokenlife::authorizer::authorize_event(&service, &event).await;
+        let sub = service.authorize(&tokens.access).await.unwrap().sub;
+        match (expected, answer) {
+            (Authorizer::Allows, Ok(answer)) if answer.get("isAuthorized").is_some() => {
+                assert_eq!(answer["isAuthorized"], true, "events/{name}.json: {answer}");
+                assert_eq!(answer["context"]["sub"], sub.as_str());
+                assert_eq!(answer["context"]["scope"], "user");
+            }
+            (Authorizer::Allows, Ok(answer)) => {
+                assert_eq!(answer["principalId"], sub.as_str(), "events/{name}.json");
+                let statement = &answer["policyDocument"]["Statement"][0];
+                assert_eq!(statement["Effect"], "Allow");
+                assert_eq!(statement["Action"], "execute-api:Invoke");
+                assert_eq!(
+                    statement["Resource"],
+                    "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*",
+                    "a cached allow covers the stage's other routes"
+                );
+                assert_eq!(answer["context"]["sub"], sub.as_str());
+            }
+            (Authorizer::Denies, Ok(answer)) => {
+                assert_eq!(
+                    answer,
+                    serde_json::json!({ "isAuthorized": false }),
+                    "events/{name}.json"
+                );
+            }
+            (Authorizer::Unauthorized, Err(error)) => {
+                assert_eq!(error.to_string(), "Unauthorized", "events/{name}.json");
+            }
+            (expected, answer) => {
+                panic!("events/{name}.json: expected {expected:?}, got {answer:?}")
+            }
+        }
     }
 }

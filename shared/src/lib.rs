@@ -8,16 +8,19 @@
 //! - [`config`]: every setting, read once from the environment.
 //! - [`clock`]: the time source (real or manual, for tests).
 //! - [`secrets`]: random bytes, base64url, SHA-256, constant-time comparison.
-//! - [`keys`]: signers (local keys today), public keys as JWKs, the key ring.
+//! - [`keys`]: signers (local keys, KMS), public keys as JWKs, the key ring.
 //! - [`token`]: access-token claims, encoding and verification.
 //! - [`refresh`]: the opaque refresh-token format and its sealing of successors.
 //! - [`passwords`]: argon2id hashing and constant-time-ish verification.
-//! - [`store`]: storage traits and the in-memory implementation.
+//! - [`store`]: storage traits, the in-memory and the DynamoDB implementations.
 //! - [`service`]: the lifecycle operations (login, refresh, revoke, authorize, jwks).
 //! - [`http`]: request parsing, routing, responses, cookies, CORS, error mapping.
-//! - [`app`]: wiring the pieces together for the embedded (in-memory) default.
+//! - [`authorizer`]: the API Gateway Lambda authorizer's event handling.
+//! - [`setup`]: creating the DynamoDB tables and KMS key of the `aws` backend.
+//! - [`app`]: wiring the pieces together, for the embedded default or the AWS backend.
 
 pub mod app;
+pub mod authorizer;
 pub mod clock;
 pub mod config;
 pub mod error;
