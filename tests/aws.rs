@@ -124,6 +124,7 @@ async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
         .unwrap();
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let tables = config.tables.clone();
+    counter.take(); // setup's calls
     let app = App::aws(
         config,
         "https://issuer.test",
@@ -132,7 +133,11 @@ async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     )
     .await
     .unwrap();
-    counter.take();
+    assert_eq!(counter.take(), counts(&[]), "no AWS call at start");
+    // The first use loads the key, once.
+    app.service.jwks().await.unwrap();
+    app.service.jwks().await.unwrap();
+    assert_eq!(counter.take(), counts(&[("GetPublicKey", 1)]));
     Fixture {
         service: app.service,
         counter,
@@ -580,7 +585,7 @@ async fn kms_signatures_always_verify_es256_and_rs256() {
     ] {
         let f = fixture_with(|c| c.algorithm = alg).await;
         f.add_alice().await;
-        let jwks = f.service.jwks();
+        let jwks = f.service.jwks().await.unwrap();
         assert_eq!(jwks.keys.len(), 1);
         assert_eq!(jwks.keys[0].alg, alg.name());
         let grant = f.login().await;

@@ -85,7 +85,7 @@ fn main() {
         // public key bytes jsonwebtoken hands to aws-lc-rs.
         let (signing_input, signature_b64) = token.rsplit_once('.').unwrap();
         let signature_bytes = b64url_decode(signature_b64).unwrap();
-        let jwk = service.jwks().keys.remove(0);
+        let jwk = runtime.block_on(service.jwks()).unwrap().keys.remove(0);
         let raw_verify: Box<dyn Fn() -> bool> = match algorithm {
             SigningAlgorithm::Es256 => {
                 let mut point = vec![4u8];

@@ -11,7 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, ConfigError};
-use crate::keys::{KeyError, KeyRing, KmsSigner, LocalSigner};
+use crate::keys::{KeyError, KeyRing, Keys, KmsSigner, LocalSigner};
 use crate::passwords::{PasswordError, PasswordHasher};
 use crate::service::{Dependencies, TokenService};
 use crate::store::{DynamoStore, MemoryStore};
@@ -96,7 +96,7 @@ impl App {
         let deps = Dependencies {
             users: store.clone(),
             sessions: store.clone(),
-            keys: Arc::new(KeyRing::single(signer)?),
+            keys: Keys::ready(KeyRing::single(signer)?),
             clock,
             passwords: Arc::new(PasswordHasher::new(config.argon2)?),
         };
@@ -104,8 +104,8 @@ impl App {
         Ok((Self { service }, store))
     }
 
-    /// DynamoDB tables and the KMS key named in `config`, through `clients`. Fetches the
-    /// key's public half (one KMS call).
+    /// DynamoDB tables and the KMS key named in `config`, through `clients`. Makes no
+    /// network call: the key's public half is fetched on first use.
     pub async fn aws(
         config: Config,
         default_issuer: &str,
@@ -118,12 +118,18 @@ impl App {
             config.tables.clone(),
             clock.clone(),
         ));
-        let signer =
-            Arc::new(KmsSigner::connect(clients.kms, &config.kms_key, config.algorithm).await?);
+        let (kms, key_id, algorithm) = (clients.kms, config.kms_key.clone(), config.algorithm);
+        let keys = Keys::lazy(move || {
+            let (kms, key_id) = (kms.clone(), key_id.clone());
+            async move {
+                let signer = KmsSigner::connect(kms, &key_id, algorithm).await?;
+                KeyRing::single(Arc::new(signer))
+            }
+        });
         let deps = Dependencies {
             users: store.clone(),
             sessions: store,
-            keys: Arc::new(KeyRing::single(signer)?),
+            keys,
             clock,
             passwords: Arc::new(PasswordHasher::new(config.argon2)?),
         };

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::keys::{JwkSet, KeyRing};
+use crate::keys::{JwkSet, Keys};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id, session_created_ms};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
@@ -71,7 +71,7 @@ pub enum Revoked {
 pub struct Dependencies {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
-    pub keys: Arc<KeyRing>,
+    pub keys: Keys,
     pub clock: Arc<dyn Clock>,
     pub passwords: Arc<PasswordHasher>,
 }
@@ -350,7 +350,8 @@ impl TokenService {
             tracing::info!(user = %session.user_id, "session revoked");
             return Ok(Revoked::Session);
         }
-        let Ok(claims) = self.verifier.verify_ignoring_time(&self.deps.keys, token) else {
+        let keys = self.deps.keys.get().await?;
+        let Ok(claims) = self.verifier.verify_ignoring_time(keys, token) else {
             return Ok(Revoked::Nothing);
         };
         let until = claims.exp.saturating_add(self.config.leeway_secs);
@@ -404,7 +405,9 @@ impl TokenService {
     /// or `sub` in one lookup (none when this process already knows the token is revoked).
     pub async fn authorize(&self, bearer: &str) -> Result<AccessClaims, Error> {
         let now_secs = self.deps.clock.now_secs();
-        let claims = self.verifier.verify(&self.deps.keys, bearer, now_secs)?;
+        let claims = self
+            .verifier
+            .verify(self.deps.keys.get().await?, bearer, now_secs)?;
         if self.revoked.contains(&claims.jti, now_secs) {
             return Err(TokenError::Revoked.into());
         }
@@ -431,8 +434,8 @@ impl TokenService {
         Ok(claims)
     }
 
-    pub fn jwks(&self) -> JwkSet {
-        self.deps.keys.jwks()
+    pub async fn jwks(&self) -> Result<JwkSet, Error> {
+        Ok(self.deps.keys.get().await?.jwks())
     }
 
     /// RFC 8414 authorization server metadata.
@@ -465,7 +468,7 @@ impl TokenService {
             scope: scope.to_owned(),
             sid: session.id.clone(),
         };
-        Ok(sign_access_token(&self.deps.keys, &claims).await?)
+        Ok(sign_access_token(self.deps.keys.get().await?, &claims).await?)
     }
 
     fn grant(&self, access_token: String, refresh: &RefreshToken, scope: String) -> TokenGrant {

@@ -242,7 +242,7 @@ async fn dispatch(
             Ok(json(200, &serde_json::json!({ "revoked": username })))
         }
         Endpoint::Jwks => {
-            let mut response = json(200, &service.jwks());
+            let mut response = json(200, &service.jwks().await?);
             let cache = format!("public, max-age={}", service.config().jwks_max_age_secs);
             if let Ok(value) = HeaderValue::from_str(&cache) {
                 response.headers_mut().insert(header::CACHE_CONTROL, value);

@@ -182,6 +182,49 @@ impl PublicKey {
     }
 }
 
+type KeyRingFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<KeyRing, KeyError>> + Send>>;
+
+/// The key ring, ready now (local keys) or loaded on first use (KMS: `GetPublicKey` is a
+/// network call, kept out of a Lambda's init). A failed load is retried by the next caller.
+pub struct Keys {
+    ring: tokio::sync::OnceCell<KeyRing>,
+    load: Option<Box<dyn Fn() -> KeyRingFuture + Send + Sync>>,
+}
+
+impl Keys {
+    pub fn ready(ring: KeyRing) -> Self {
+        Self {
+            ring: tokio::sync::OnceCell::new_with(Some(ring)),
+            load: None,
+        }
+    }
+
+    pub fn lazy<F, Fut>(load: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<KeyRing, KeyError>> + Send + 'static,
+    {
+        Self {
+            ring: tokio::sync::OnceCell::new(),
+            load: Some(Box::new(move || Box::pin(load()))),
+        }
+    }
+
+    pub async fn get(&self) -> Result<&KeyRing, KeyError> {
+        self.ring
+            .get_or_try_init(|| async {
+                match &self.load {
+                    Some(load) => load().await,
+                    None => Err(KeyError::Invalid(
+                        "no key ring and no way to load one".into(),
+                    )),
+                }
+            })
+            .await
+    }
+}
+
 /// The active signer and every published verification key, looked up by `kid`.
 pub struct KeyRing {
     signer: Arc<dyn Signer>,

@@ -318,7 +318,10 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
         .find_revocations(&[RevocationKey::Token(
             f.service
                 .verifier
-                .verify_ignoring_time(&f.service.deps.keys, &grant.access_token)
+                .verify_ignoring_time(
+                    f.service.deps.keys.get().await.unwrap(),
+                    &grant.access_token,
+                )
                 .unwrap()
                 .jti,
         )])
@@ -469,7 +472,10 @@ async fn revoked_answers_are_cached_until_the_token_expires() {
     let jti = f
         .service
         .verifier
-        .verify_ignoring_time(&f.service.deps.keys, &grant.access_token)
+        .verify_ignoring_time(
+            f.service.deps.keys.get().await.unwrap(),
+            &grant.access_token,
+        )
         .unwrap()
         .jti;
     assert!(f.service.revoked.contains(&jti, START_MS / 1000));
