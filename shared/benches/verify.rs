@@ -77,8 +77,10 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    println!("| alg | raw aws-lc verify (ops/s) | tokenlife authorize (ops/s) | ratio |");
-    println!("|---|---|---|---|");
+    println!(
+        "| alg | raw aws-lc verify (ops/s) | tokenlife authorize (ops/s) | ratio | Lambda authorizer event (ops/s) | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
     for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::Rs256] {
         let (service, token) = setup(&runtime, algorithm);
         // The raw baseline: the same bytes, already split and base64-decoded, and the same
@@ -114,7 +116,20 @@ fn main() {
         assert!(raw_verify());
         runtime.block_on(service.authorize(&token)).unwrap();
 
-        let (mut raw, mut ours) = (Vec::new(), Vec::new());
+        // The authorizer's whole event path: an HTTP API v2 event in, a simple response out.
+        let event = serde_json::json!({
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeArn": "arn:aws:execute-api:eu-west-1:123456789012:abc123/$default/GET/orders",
+            "identitySource": [format!("Bearer {token}")],
+            "headers": { "authorization": format!("Bearer {token}"), "host": "abc123.example" },
+        });
+        let allowed = runtime
+            .block_on(tokenlife::authorizer::authorize_event(&service, &event))
+            .unwrap();
+        assert_eq!(allowed["isAuthorized"], true);
+
+        let (mut raw, mut ours, mut authorizer) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             raw.push(rate(|| assert!(black_box(raw_verify()))));
             // The handler runs inside the async runtime already: one block_on per round.
@@ -131,12 +146,27 @@ fn main() {
                 }
                 count as f64 / start.elapsed().as_secs_f64()
             }));
+            authorizer.push(runtime.block_on(async {
+                let mut count = 0u64;
+                let start = Instant::now();
+                while start.elapsed() < ROUND_TIME {
+                    for _ in 0..64 {
+                        let answer =
+                            tokenlife::authorizer::authorize_event(&service, black_box(&event))
+                                .await;
+                        assert!(black_box(answer.is_ok()));
+                    }
+                    count += 64;
+                }
+                count as f64 / start.elapsed().as_secs_f64()
+            }));
         }
-        let (raw, ours) = (median(raw), median(ours));
+        let (raw, ours, authorizer) = (median(raw), median(ours), median(authorizer));
         println!(
-            "| {} | {raw:.0} | {ours:.0} | {:.1}% |",
+            "| {} | {raw:.0} | {ours:.0} | {:.1}% | {authorizer:.0} | {:.1}% |",
             algorithm.name(),
-            100.0 * ours / raw
+            100.0 * ours / raw,
+            100.0 * authorizer / raw
         );
     }
 }
