@@ -252,6 +252,24 @@ impl TokenService {
             if session.ended || session.expires_at <= now_ms / 1000 {
                 return Err(unusable());
             }
+            let just_spent_in_grace = presented.generation().checked_add(1)
+                == Some(session.generation)
+                && self.config.refresh_grace_secs > 0
+                && session.last_rotation.as_ref().is_some_and(|rotation| {
+                    now_ms.saturating_sub(rotation.at_ms) <= self.config.refresh_grace_secs * 1000
+                });
+            // Reuse detection comes first: a spent token ends the session whatever else the
+            // request says (client, scope).
+            if presented.generation() < session.generation && !just_spent_in_grace {
+                self.end_session(&session).await?;
+                tracing::warn!(user = %session.user_id, "refresh token reuse detected; session ended");
+                return Err(Error::invalid_grant(
+                    "refresh token was already used; the session has been revoked",
+                ));
+            }
+            if presented.generation() > session.generation {
+                return Err(unusable());
+            }
             if client_id.is_some() && session.client_id.is_some() && client_id != session.client_id
             {
                 return Err(Error::invalid_grant(
@@ -260,50 +278,12 @@ impl TokenService {
             }
             let scope = narrow_scope(&session.scope, request.scope.as_deref())?;
 
-            if presented.generation() == session.generation {
-                if !constant_time_eq(&presented.hash(), &session.current_hash) {
-                    return Err(unusable());
-                }
-                let idle = self.config.refresh_idle_secs;
-                if idle > 0 && now_ms.saturating_sub(session.last_used_ms) > idle * 1000 {
-                    return Err(Error::invalid_grant("the session has been idle too long"));
-                }
-                let successor =
-                    RefreshToken::issue(&session.id, session.generation + 1, &session.reuse_key);
-                let updated = Session {
-                    generation: session.generation + 1,
-                    current_hash: successor.hash(),
-                    last_used_ms: now_ms,
-                    last_rotation: Some(Rotation {
-                        at_ms: now_ms,
-                        sealed_successor: presented.seal_successor(&successor),
-                    }),
-                    ..session.clone()
-                };
-                // Sign before the conditional write; hand out tokens only after it won.
-                let access_token = self.issue_access_token(&session, &scope).await?;
-                match self
-                    .deps
-                    .sessions
-                    .replace_session(&updated, session.generation)
-                    .await?
-                {
-                    ReplaceOutcome::Replaced => {
-                        return Ok(self.grant(access_token, &successor, scope));
-                    }
-                    ReplaceOutcome::Conflict => continue,
-                    ReplaceOutcome::Ended => return Err(unusable()),
-                }
-            }
-
-            if presented.generation().checked_add(1) == Some(session.generation)
-                && let Some(rotation) = &session.last_rotation
-                && self.config.refresh_grace_secs > 0
-                && now_ms.saturating_sub(rotation.at_ms) <= self.config.refresh_grace_secs * 1000
-            {
+            if just_spent_in_grace {
                 // Idempotent retry of the rotation that just happened: the same successor.
-                let successor = presented
-                    .open_successor(&rotation.sealed_successor)
+                let successor = session
+                    .last_rotation
+                    .as_ref()
+                    .and_then(|rotation| presented.open_successor(&rotation.sealed_successor))
                     .filter(|s| constant_time_eq(&s.hash(), &session.current_hash))
                     .ok_or_else(unusable)?;
                 if self.user_revocation_covers(&session).await? {
@@ -313,14 +293,38 @@ impl TokenService {
                 return Ok(self.grant(access_token, &successor, scope));
             }
 
-            if presented.generation() < session.generation {
-                self.end_session(&session).await?;
-                tracing::warn!(user = %session.user_id, "refresh token reuse detected; session ended");
-                return Err(Error::invalid_grant(
-                    "refresh token was already used; the session has been revoked",
-                ));
+            // The current token: rotate.
+            if !constant_time_eq(&presented.hash(), &session.current_hash) {
+                return Err(unusable());
             }
-            return Err(unusable());
+            let idle = self.config.refresh_idle_secs;
+            if idle > 0 && now_ms.saturating_sub(session.last_used_ms) > idle * 1000 {
+                return Err(Error::invalid_grant("the session has been idle too long"));
+            }
+            let successor =
+                RefreshToken::issue(&session.id, session.generation + 1, &session.reuse_key);
+            let updated = Session {
+                generation: session.generation + 1,
+                current_hash: successor.hash(),
+                last_used_ms: now_ms,
+                last_rotation: Some(Rotation {
+                    at_ms: now_ms,
+                    sealed_successor: presented.seal_successor(&successor),
+                }),
+                ..session.clone()
+            };
+            // Sign before the conditional write; hand out tokens only after it won.
+            let access_token = self.issue_access_token(&session, &scope).await?;
+            match self
+                .deps
+                .sessions
+                .replace_session(&updated, session.generation)
+                .await?
+            {
+                ReplaceOutcome::Replaced => return Ok(self.grant(access_token, &successor, scope)),
+                ReplaceOutcome::Conflict => continue,
+                ReplaceOutcome::Ended => return Err(unusable()),
+            }
         }
         Err(Error::Unavailable(
             "too many concurrent refreshes; retry".into(),

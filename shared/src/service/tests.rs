@@ -483,3 +483,22 @@ async fn revoked_answers_are_cached_until_the_token_expires() {
     let other = f.login("alice").await;
     f.service.authorize(&other.access_token).await.unwrap();
 }
+
+#[tokio::test]
+async fn reuse_is_detected_whatever_else_the_request_says() {
+    let f = fixture_with(|c| c.refresh_grace_secs = 0);
+    f.add_user("alice", &["user"]).await;
+    let first = f.login("alice").await;
+    let second = f.refresh(&first.refresh_token).await.unwrap();
+    // The thief asks for a scope the session never had: still reuse, the session ends.
+    let attempt = f
+        .service
+        .refresh(RefreshRequest {
+            refresh_token: first.refresh_token.clone(),
+            client_id: Some("other-client".into()),
+            scope: Some("admin".into()),
+        })
+        .await;
+    assert!(matches!(attempt, Err(Error::InvalidGrant(ref d)) if d.contains("already used")));
+    assert_invalid_grant(f.refresh(&second.refresh_token).await);
+}
