@@ -157,24 +157,13 @@ impl Fixture {
 
     async fn login(&self) -> TokenGrant {
         self.service
-            .login(LoginRequest {
-                username: "alice".into(),
-                password: "alice password".into(),
-                client_id: None,
-                scope: None,
-            })
+            .login(LoginRequest::new("alice", "alice password"))
             .await
             .unwrap()
     }
 
     async fn refresh(&self, token: &str) -> Result<TokenGrant, Error> {
-        self.service
-            .refresh(RefreshRequest {
-                refresh_token: token.into(),
-                client_id: None,
-                scope: None,
-            })
-            .await
+        self.service.refresh(RefreshRequest::new(token)).await
     }
 
     fn store(&self) -> DynamoStore {
@@ -442,15 +431,7 @@ async fn thirty_concurrent_refreshes_rotate_exactly_once_on_dynamodb() {
             .map(|_| {
                 let service = f.service.clone();
                 let token = token.clone();
-                tokio::spawn(async move {
-                    service
-                        .refresh(RefreshRequest {
-                            refresh_token: token,
-                            client_id: None,
-                            scope: None,
-                        })
-                        .await
-                })
+                tokio::spawn(async move { service.refresh(RefreshRequest::new(token)).await })
             })
             .collect();
         let mut successors = Vec::new();

@@ -137,14 +137,14 @@ async fn fresh_service() -> (Arc<TokenService>, Tokens) {
         .put_user("root", "root password", vec!["user".into(), "admin".into()])
         .await
         .unwrap();
-    let login = |username: &str, password: &str| LoginRequest {
-        username: username.into(),
-        password: password.into(),
-        client_id: None,
-        scope: None,
-    };
-    let alice = service.login(login("alice", ALICE_PASSWORD)).await.unwrap();
-    let root = service.login(login("root", "root password")).await.unwrap();
+    let alice = service
+        .login(LoginRequest::new("alice", ALICE_PASSWORD))
+        .await
+        .unwrap();
+    let root = service
+        .login(LoginRequest::new("root", "root password"))
+        .await
+        .unwrap();
     let tokens = Tokens {
         access: alice.access_token,
         admin_access: root.access_token,
@@ -239,11 +239,7 @@ async fn every_sample_event_gets_the_expected_answer() {
                     panic!("events/{name}.json changed state: access token now refused: {e}")
                 });
                 service
-                    .refresh(RefreshRequest {
-                        refresh_token: tokens.refresh.clone(),
-                        client_id: None,
-                        scope: None,
-                    })
+                    .refresh(RefreshRequest::new(tokens.refresh.clone()))
                     .await
                     .unwrap_or_else(|e| {
                         panic!("events/{name}.json changed state: refresh refused: {e}")
@@ -372,23 +368,13 @@ async fn every_authorizer_event_gets_the_expected_answer() {
             .unwrap_or_else(|| panic!("events/{name}.json has no expectation in tests/events.rs"));
         let (service, tokens) = fresh_service().await;
         let revoked = service
-            .login(LoginRequest {
-                username: "alice".into(),
-                password: ALICE_PASSWORD.into(),
-                client_id: None,
-                scope: None,
-            })
+            .login(LoginRequest::new("alice", ALICE_PASSWORD))
             .await
             .unwrap()
             .access_token;
         service.revoke(&revoked, None).await.unwrap();
         let forged = stranger
-            .login(LoginRequest {
-                username: "alice".into(),
-                password: ALICE_PASSWORD.into(),
-                client_id: None,
-                scope: None,
-            })
+            .login(LoginRequest::new("alice", ALICE_PASSWORD))
             .await
             .unwrap()
             .access_token;

@@ -117,12 +117,7 @@ async fn service() -> (Arc<TokenService>, String, String) {
         .await
         .unwrap();
     let grant = service
-        .login(LoginRequest {
-            username: "alice".into(),
-            password: "alice password".into(),
-            client_id: None,
-            scope: None,
-        })
+        .login(LoginRequest::new("alice", "alice password"))
         .await
         .unwrap();
     (service, grant.access_token, grant.refresh_token)
@@ -149,14 +144,7 @@ async fn mutated_tokens_never_verify_and_never_panic() {
     }
     // Still fine afterwards.
     service.authorize(&access).await.unwrap();
-    service
-        .refresh(RefreshRequest {
-            refresh_token: refresh,
-            client_id: None,
-            scope: None,
-        })
-        .await
-        .unwrap();
+    service.refresh(RefreshRequest::new(refresh)).await.unwrap();
 }
 
 fn body_json(body: &Body) -> serde_json::Value {
@@ -305,12 +293,5 @@ async fn hostile_requests_get_4xx_json_and_change_nothing() {
     }
     // Nothing changed: the tokens issued before all that still work.
     service.authorize(&access).await.unwrap();
-    service
-        .refresh(RefreshRequest {
-            refresh_token: refresh,
-            client_id: None,
-            scope: None,
-        })
-        .await
-        .unwrap();
+    service.refresh(RefreshRequest::new(refresh)).await.unwrap();
 }

@@ -1,8 +1,8 @@
 //! `tokenlife`: the local server and operator commands.
 //!
-//! `tokenlife serve` runs every route of the Lambda functions in one process on the embedded
-//! default (in-memory stores, a signing key generated at start), through the very same
-//! handler code (`tokenlife::http::handle`).
+//! `tokenlife serve` runs every route of the Lambda functions in one process, on the backend
+//! the configuration names (the embedded default, or DynamoDB + KMS), through the very same
+//! handler code (`tokenlife::http::handle`). `tokenlife setup` creates the AWS resources.
 
 mod serve;
 mod setup;
@@ -29,13 +29,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => match serve::ServeArgs::parse(&args[1..]) {
-            Ok(serve_args) => serve::run(serve_args),
+            Ok(serve_args) => {
+                lambda_http::tracing::init_default_subscriber();
+                with_config_and_runtime("serve", |config, runtime| {
+                    serve::run(serve_args, config, runtime)
+                })
+            }
             Err(problem) => {
                 eprintln!("tokenlife serve: {problem}\n\n{USAGE}");
                 ExitCode::from(2)
             }
         },
-        Some("setup") if args.len() == 1 => setup::run(),
+        Some("setup") if args.len() == 1 => with_config_and_runtime("setup", setup::run),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -47,6 +52,28 @@ fn main() -> ExitCode {
         None => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads the configuration and starts the async runtime, then runs `command`; a bad
+/// setting exits with 2, naming the variable.
+fn with_config_and_runtime(
+    command: &str,
+    run: impl FnOnce(tokenlife::Config, tokio::runtime::Runtime) -> ExitCode,
+) -> ExitCode {
+    let config = match tokenlife::Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tokenlife {command}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => run(config, runtime),
+        Err(error) => {
+            eprintln!("tokenlife {command}: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
         }
     }
 }

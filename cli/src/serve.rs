@@ -84,22 +84,7 @@ impl UserArg {
     }
 }
 
-pub fn run(args: ServeArgs) -> ExitCode {
-    lambda_http::tracing::init_default_subscriber();
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("tokenlife serve: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tokenlife serve: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+pub fn run(args: ServeArgs, config: Config, runtime: tokio::runtime::Runtime) -> ExitCode {
     match runtime.block_on(serve(args, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {

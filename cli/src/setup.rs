@@ -7,21 +7,7 @@ use tokenlife::Config;
 use tokenlife::app::AwsClients;
 use tokenlife::setup::{ensure_signing_key, ensure_tables};
 
-pub fn run() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("tokenlife setup: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tokenlife setup: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+pub fn run(config: Config, runtime: tokio::runtime::Runtime) -> ExitCode {
     runtime.block_on(async {
         let clients = AwsClients::from_env().await;
         let tables = match ensure_tables(&clients.dynamodb, &config.tables).await {

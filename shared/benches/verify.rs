@@ -60,12 +60,7 @@ fn setup(
             .await
             .unwrap();
         service
-            .login(LoginRequest {
-                username: "bench".into(),
-                password: "bench password".into(),
-                client_id: None,
-                scope: None,
-            })
+            .login(LoginRequest::new("bench", "bench password"))
             .await
             .unwrap()
             .access_token

@@ -40,11 +40,34 @@ pub struct LoginRequest {
     pub scope: Option<String>,
 }
 
+impl LoginRequest {
+    /// A plain password login: all of the user's scopes, no client id.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+            client_id: None,
+            scope: None,
+        }
+    }
+}
+
 pub struct RefreshRequest {
     pub refresh_token: String,
     pub client_id: Option<String>,
     /// Space-separated subset of the session's scope.
     pub scope: Option<String>,
+}
+
+impl RefreshRequest {
+    /// A plain refresh: the session's scope, no client id.
+    pub fn new(refresh_token: impl Into<String>) -> Self {
+        Self {
+            refresh_token: refresh_token.into(),
+            client_id: None,
+            scope: None,
+        }
+    }
 }
 
 /// A successful login or refresh (RFC 6749 section 5.1). Holds credentials: no Debug.

@@ -56,24 +56,13 @@ impl Fixture {
 
     async fn login(&self, name: &str) -> TokenGrant {
         self.service
-            .login(LoginRequest {
-                username: name.into(),
-                password: format!("pw-of-{name}"),
-                client_id: None,
-                scope: None,
-            })
+            .login(LoginRequest::new(name, format!("pw-of-{name}")))
             .await
             .unwrap()
     }
 
     async fn refresh(&self, token: &str) -> Result<TokenGrant, Error> {
-        self.service
-            .refresh(RefreshRequest {
-                refresh_token: token.into(),
-                client_id: None,
-                scope: None,
-            })
-            .await
+        self.service.refresh(RefreshRequest::new(token)).await
     }
 }
 
@@ -109,14 +98,8 @@ async fn login_issues_verifiable_tokens() {
 async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
     let f = fixture();
     f.add_user("alice", &["user"]).await;
-    let attempt = |username: &str, password: &str| {
-        f.service.login(LoginRequest {
-            username: username.into(),
-            password: password.into(),
-            client_id: None,
-            scope: None,
-        })
-    };
+    let attempt =
+        |username: &str, password: &str| f.service.login(LoginRequest::new(username, password));
     let wrong = attempt("alice", "nope").await.err().unwrap();
     let unknown = attempt("mallory", "nope").await.err().unwrap();
     assert_eq!(wrong, unknown);
@@ -391,15 +374,7 @@ async fn concurrent_refreshes_rotate_exactly_once() {
             .map(|_| {
                 let service = f.service.clone();
                 let token = token.clone();
-                tokio::spawn(async move {
-                    service
-                        .refresh(RefreshRequest {
-                            refresh_token: token,
-                            client_id: None,
-                            scope: None,
-                        })
-                        .await
-                })
+                tokio::spawn(async move { service.refresh(RefreshRequest::new(token)).await })
             })
             .collect();
         let mut successors = Vec::new();
