@@ -658,11 +658,7 @@ fn aws_config_named(name: &str) -> Config {
             revocations: format!("{name}-revocations"),
         },
         kms_key: format!("alias/{name}"),
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     }
 }

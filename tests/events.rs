@@ -120,11 +120,7 @@ async fn fresh_service() -> (Arc<TokenService>, Tokens) {
     let config = Config {
         issuer: Some(ISSUER.into()),
         cors_origins: vec!["https://app.example.com".into()],
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     };
     let app = App::embedded(config, ISSUER, Arc::new(SystemClock)).unwrap();

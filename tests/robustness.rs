@@ -99,11 +99,7 @@ fn mutate_once(rng: &mut Rng, text: &str) -> String {
 async fn service() -> (Arc<TokenService>, String, String) {
     let config = Config {
         cors_origins: vec!["https://app.example.com".into()],
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     };
     let app = App::embedded(config, "https://issuer.test", Arc::new(SystemClock)).unwrap();

@@ -45,11 +45,7 @@ fn setup(
 ) -> (Arc<TokenService>, String) {
     let config = Config {
         algorithm,
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     };
     let app = App::embedded(config, "https://issuer.bench", Arc::new(SystemClock)).unwrap();

@@ -3,8 +3,6 @@
 //! A bad value fails at start with a [`ConfigError`] naming the variable; nothing reads the
 //! environment after start. The README documents each variable and its default.
 
-use std::fmt;
-
 use crate::keys::SigningAlgorithm;
 use crate::store::TableNames;
 
@@ -58,6 +56,16 @@ pub struct Argon2Params {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+}
+
+impl Argon2Params {
+    /// The cheapest setting the configuration accepts: for tests and benchmarks, where
+    /// password hashing is not what is being measured. Never for real passwords.
+    pub const CHEAPEST: Argon2Params = Argon2Params {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
 }
 
 impl Default for Argon2Params {
@@ -328,27 +336,6 @@ pub fn origin_of(url: &str) -> Option<String> {
         return None;
     }
     Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
-}
-
-impl fmt::Display for Config {
-    /// A summary for start-up logs: no secrets live in the config, so all of it can be shown.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "backend={:?} issuer={} audience={} alg={} access_ttl={}s refresh_ttl={}s refresh_idle={}s grace={}s leeway={}s cookie={} cors={:?}",
-            self.backend,
-            self.issuer.as_deref().unwrap_or("(server URL)"),
-            self.audience,
-            self.algorithm.name(),
-            self.access_ttl_secs,
-            self.refresh_ttl_secs,
-            self.refresh_idle_secs,
-            self.refresh_grace_secs,
-            self.leeway_secs,
-            self.refresh_cookie,
-            self.cors_origins,
-        )
-    }
 }
 
 #[cfg(test)]

@@ -77,12 +77,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordHasher {
-        PasswordHasher::new(Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap()
+        PasswordHasher::new(Argon2Params::CHEAPEST).unwrap()
     }
 
     #[test]

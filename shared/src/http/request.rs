@@ -23,10 +23,6 @@ impl Params {
         self.optional(name)
             .ok_or_else(|| Error::invalid_request(format!("missing parameter {name:?}")))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 pub fn body_bytes(request: &Request) -> Result<&[u8], Error> {

@@ -59,11 +59,6 @@ impl KmsSigner {
             public_key_der,
         })
     }
-
-    /// The key's id (an ARN once resolved).
-    pub fn key_id(&self) -> &str {
-        &self.key_id
-    }
 }
 
 #[async_trait]

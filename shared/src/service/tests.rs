@@ -19,11 +19,7 @@ struct Fixture {
 
 fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     let mut config = Config {
-        argon2: Argon2Params {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        argon2: Argon2Params::CHEAPEST,
         refresh_grace_secs: 5,
         ..Config::default()
     };
@@ -443,7 +439,7 @@ async fn revoked_answers_are_cached_until_the_token_expires() {
     let grant = f.login("alice").await;
     f.service.revoke(&grant.access_token, None).await.unwrap();
     assert!(f.service.authorize(&grant.access_token).await.is_err());
-    // Even if the entry vanished from the store, the process remembers until exp.
+    // The process now remembers the answer (no lookup next time) until exp, not after.
     let jti = f
         .service
         .verifier

@@ -64,10 +64,6 @@ impl DynamoStore {
             clock,
         }
     }
-
-    pub fn tables(&self) -> &TableNames {
-        &self.tables
-    }
 }
 
 /// Any SDK failure other than the condition failures handled at the call site: transient
