@@ -101,26 +101,26 @@ pub fn function_endpoints(name: &str) -> &'static [Endpoint] {
         .map_or(&[], |(_, endpoints)| endpoints)
 }
 
+/// Strict percent-decoding of a path segment: a `%` not followed by two hex digits, or a
+/// result that is not UTF-8, is refused rather than passed through.
 fn percent_decode(text: &str) -> Option<String> {
-    let bytes: Vec<u8> = percent_encoding_decode(text.as_bytes())?;
-    String::from_utf8(bytes).ok()
-}
-
-fn percent_encoding_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let input = text.as_bytes();
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
         if input[i] == b'%' {
             let hex = input.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(input[i]);
             i += 1;
         }
     }
-    Some(out)
+    String::from_utf8(out).ok()
 }
 
 /// Runs a Lambda function serving `endpoints` until the runtime stops it.
@@ -367,6 +367,7 @@ mod tests {
             "/admin/users/a/b/revoke",
             "/admin/users/%zz/revoke",
             "/admin/users/%ff/revoke",
+            "/admin/users/%+f/revoke",
         ] {
             assert_eq!(Endpoint::match_path(path), None, "{path}");
         }

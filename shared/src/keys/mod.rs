@@ -236,18 +236,15 @@ pub struct KeyRing {
 impl KeyRing {
     /// A ring whose only key is `signer`'s.
     pub fn single(signer: Arc<dyn Signer>) -> Result<Self, KeyError> {
-        let public = PublicKey::from_spki_der(signer.public_key_der(), signer.algorithm())?;
-        Ok(Self::new(signer, vec![public]))
+        Self::new(signer, Vec::new())
     }
 
-    /// A ring that signs with `signer` and publishes `published` (which should contain the
-    /// signer's own public key; it is added if missing).
-    pub fn new(signer: Arc<dyn Signer>, mut published: Vec<PublicKey>) -> Self {
-        let own = PublicKey::from_spki_der(signer.public_key_der(), signer.algorithm()).ok();
-        let signer_kid = own.as_ref().map(|k| k.kid().to_owned()).unwrap_or_default();
-        if let Some(own) = own
-            && !published.iter().any(|k| k.kid() == own.kid())
-        {
+    /// A ring that signs with `signer` and publishes `published` plus the signer's own
+    /// public key (added if missing).
+    pub fn new(signer: Arc<dyn Signer>, mut published: Vec<PublicKey>) -> Result<Self, KeyError> {
+        let own = PublicKey::from_spki_der(signer.public_key_der(), signer.algorithm())?;
+        let signer_kid = own.kid().to_owned();
+        if !published.iter().any(|k| k.kid() == signer_kid) {
             published.push(own);
         }
         let by_kid = published
@@ -255,12 +252,12 @@ impl KeyRing {
             .enumerate()
             .map(|(i, k)| (k.kid().to_owned(), i))
             .collect();
-        Self {
+        Ok(Self {
             signer,
             signer_kid,
             published,
             by_kid,
-        }
+        })
     }
 
     pub fn signer(&self) -> &dyn Signer {
