@@ -206,7 +206,7 @@ impl TokenService {
         let hasher = self.deps.passwords.clone();
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = request.password;
-        // Unknown users are checked against a dummy hash: same work, same answer.
+        // Unknown users cost the same argon2id work and get the same answer.
         let password_ok =
             tokio::task::spawn_blocking(move || hasher.verify(&password, stored_hash.as_deref()))
                 .await
