@@ -20,7 +20,7 @@ use tokenlife::keys::SigningAlgorithm;
 use tokenlife::refresh::new_session_id;
 use tokenlife::secrets::{b64url, b64url_decode, random_bytes};
 use tokenlife::service::{LoginRequest, RefreshRequest, TokenGrant};
-use tokenlife::setup::{ensure_signing_key, ensure_tables};
+use tokenlife::setup::ensure_tables_and_signing_key;
 use tokenlife::store::{
     DynamoStore, MemoryStore, ReplaceOutcome, Revocation, RevocationKey, Session, SessionStore,
     TableNames, User, UserStore,
@@ -116,10 +116,7 @@ async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     edit(&mut config);
     let counter = Arc::new(CallCounter::default());
     let clients = counted_clients(&counter).await;
-    ensure_tables(&clients.dynamodb, &config.tables)
-        .await
-        .unwrap();
-    ensure_signing_key(&clients.kms, &config.kms_key, config.algorithm)
+    ensure_tables_and_signing_key(&config, &clients)
         .await
         .unwrap();
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
@@ -134,10 +131,10 @@ async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     .await
     .unwrap();
     assert_eq!(counter.take(), counts(&[]), "no AWS call at start");
-    // The first use loads the key, once.
+    // The first use reads the key registry, once: the public keys are in it, no KMS call.
     app.service.jwks().await.unwrap();
     app.service.jwks().await.unwrap();
-    assert_eq!(counter.take(), counts(&[("GetPublicKey", 1)]));
+    assert_eq!(counter.take(), counts(&[("GetItem", 1)]));
     Fixture {
         service: app.service,
         counter,
@@ -656,8 +653,8 @@ fn aws_config_named(name: &str) -> Config {
             users: format!("{name}-users"),
             sessions: format!("{name}-sessions"),
             revocations: format!("{name}-revocations"),
+            keys: format!("{name}-keys"),
         },
-        kms_key: format!("alias/{name}"),
         argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     }
@@ -701,10 +698,7 @@ async fn a_kms_outage_is_a_503_and_writes_nothing() {
     let mut kms = OwnKms::start();
     let config = aws_config_named(&unique("kms-down"));
     let clients = clients_at(None, Some(&kms.endpoint)).await;
-    ensure_tables(&clients.dynamodb, &config.tables)
-        .await
-        .unwrap();
-    ensure_signing_key(&clients.kms, &config.kms_key, config.algorithm)
+    ensure_tables_and_signing_key(&config, &clients)
         .await
         .unwrap();
     let tables = config.tables.clone();
@@ -766,7 +760,7 @@ async fn a_kms_outage_is_a_503_and_writes_nothing() {
     assert_unavailable(&response, "refresh while KMS is down");
     assert_eq!(scan().await, before, "nothing was written");
 
-    // Verification needs no KMS: the public key is held in the process.
+    // Verification needs no KMS: the public keys come from the key registry.
     let bearer = format!("Bearer {}", grant["access_token"].as_str().unwrap());
     let request = lambda_http::http::Request::builder()
         .uri("/userinfo")
@@ -781,10 +775,6 @@ async fn a_kms_outage_is_a_503_and_writes_nothing() {
 async fn a_dynamodb_outage_is_a_503() {
     require_emulators();
     let config = aws_config_named(&unique("ddb-down"));
-    let working = clients_at(None, None).await;
-    ensure_signing_key(&working.kms, &config.kms_key, config.algorithm)
-        .await
-        .unwrap();
     // A DynamoDB endpoint where nothing listens.
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

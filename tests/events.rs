@@ -5,6 +5,8 @@
 //! tokens of a fresh login. Every 4xx must leave the service unchanged. Events in
 //! `events/authorizer/` go through the Lambda authorizer instead, with
 //! `__REVOKED_ACCESS_TOKEN__` and `__FORGED_ACCESS_TOKEN__` (signed by a stranger's key) too.
+//! Events in `events/rotate-keys/` (the schedule's event and the admin key routes) go through
+//! that function's event handler, with `__ACTIVE_KID__` the active signing key's `kid`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,7 +125,9 @@ async fn fresh_service() -> (Arc<TokenService>, Tokens) {
         argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     };
-    let app = App::embedded(config, ISSUER, Arc::new(SystemClock)).unwrap();
+    let app = App::embedded(config, ISSUER, Arc::new(SystemClock))
+        .await
+        .unwrap();
     let service = app.service;
     service
         .put_user("alice", ALICE_PASSWORD, vec!["user".into()])
@@ -188,7 +192,7 @@ async fn every_sample_event_gets_the_expected_answer() {
     }
     for (name, path) in files
         .iter()
-        .filter(|(name, _)| !name.starts_with("authorizer/"))
+        .filter(|(name, _)| !name.starts_with("authorizer/") && !name.starts_with("rotate-keys/"))
     {
         let (_, status, code) = EXPECTED
             .iter()
@@ -414,6 +418,118 @@ async fn every_authorizer_event_gets_the_expected_answer() {
             (expected, answer) => {
                 panic!("events/{name}.json: expected {expected:?}, got {answer:?}")
             }
+        }
+    }
+}
+
+/// What the rotate-keys function must answer: (case, HTTP status or None for the schedule's
+/// report, OAuth error code).
+const ROTATE_KEYS_EXPECTED: &[(&str, Option<u16>, Option<&str>)] = &[
+    ("rotate-keys/schedule", None, None),
+    ("rotate-keys/list-keys", Some(200), None),
+    ("rotate-keys/rotate", Some(200), None),
+    (
+        "rotate-keys/rotate-without-admin-scope",
+        Some(403),
+        Some("insufficient_scope"),
+    ),
+    (
+        "rotate-keys/rotate-no-token",
+        Some(401),
+        Some("invalid_token"),
+    ),
+    ("rotate-keys/retire-active-key", Some(200), None),
+    (
+        "rotate-keys/retire-unknown-key",
+        Some(404),
+        Some("not_found"),
+    ),
+];
+
+#[tokio::test]
+async fn every_rotate_keys_event_gets_the_expected_answer() {
+    let files: Vec<(String, PathBuf)> = event_files()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("rotate-keys/"))
+        .collect();
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    for (name, _, _) in ROTATE_KEYS_EXPECTED {
+        assert!(names.contains(name), "events/{name}.json is missing");
+    }
+    for (name, path) in &files {
+        let (_, status, code) = ROTATE_KEYS_EXPECTED
+            .iter()
+            .find(|(expected, _, _)| expected == name)
+            .unwrap_or_else(|| panic!("events/{name}.json has no expectation in tests/events.rs"));
+        let (service, tokens) = fresh_service().await;
+        let keys_before = service.list_keys().await.unwrap();
+        let active_kid = keys_before[0].kid.clone();
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("__ADMIN_ACCESS_TOKEN__", &tokens.admin_access)
+            .replace("__ACCESS_TOKEN__", &tokens.access)
+            .replace("__ACTIVE_KID__", &active_kid);
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let answer = tokenlife::rotate_keys::handle_event(&service, &event)
+            .await
+            .unwrap_or_else(|e| panic!("events/{name}.json: {e}"));
+        let body = match status {
+            None => answer.clone(),
+            Some(status) => {
+                assert_eq!(
+                    answer["statusCode"], *status,
+                    "events/{name}.json: {answer}"
+                );
+                assert_eq!(answer["headers"]["content-type"], "application/json");
+                serde_json::from_str(answer["body"].as_str().unwrap()).unwrap()
+            }
+        };
+        let states = |keys: &serde_json::Value| -> Vec<String> {
+            keys.as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["state"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        if let Some(code) = code {
+            assert_eq!(body["error"], *code, "events/{name}.json: {body}");
+            assert_eq!(
+                service.list_keys().await.unwrap(),
+                keys_before,
+                "events/{name}.json changed the keys"
+            );
+            service.authorize(&tokens.access).await.unwrap();
+            continue;
+        }
+        match name.as_str() {
+            "rotate-keys/schedule" | "rotate-keys/rotate" => {
+                // After setup (one active key), a step pre-publishes the next key.
+                assert_eq!(body["changed"], true, "{body}");
+                assert_eq!(states(&body["keys"]), ["active", "pending"], "{body}");
+                let jwks = service.jwks().await.unwrap();
+                assert_eq!(jwks.keys.len(), 2, "the pending key is published");
+                // Still signed by the same key: the pending one does not sign yet.
+                service.authorize(&tokens.access).await.unwrap();
+            }
+            "rotate-keys/list-keys" => {
+                assert_eq!(body["keys"][0]["kid"], active_kid.as_str());
+                assert_eq!(body["keys"][0]["state"], "active");
+                assert!(body["keys"][0].get("key_ref").is_none());
+            }
+            "rotate-keys/retire-active-key" => {
+                assert_eq!(states(&body["keys"]), ["retired", "active"], "{body}");
+                // Its tokens are refused at once in this process; it left the JWKS;
+                // logins go on with the new key.
+                assert!(service.authorize(&tokens.access).await.is_err());
+                let jwks = service.jwks().await.unwrap();
+                assert!(jwks.keys.iter().all(|k| k.kid != active_kid));
+                let grant = service
+                    .login(LoginRequest::new("alice", ALICE_PASSWORD))
+                    .await
+                    .unwrap();
+                service.authorize(&grant.access_token).await.unwrap();
+            }
+            other => panic!("events/{other}.json has no checks"),
         }
     }
 }

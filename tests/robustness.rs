@@ -102,7 +102,9 @@ async fn service() -> (Arc<TokenService>, String, String) {
         argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     };
-    let app = App::embedded(config, "https://issuer.test", Arc::new(SystemClock)).unwrap();
+    let app = App::embedded(config, "https://issuer.test", Arc::new(SystemClock))
+        .await
+        .unwrap();
     let service = app.service;
     service
         .put_user(

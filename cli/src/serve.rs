@@ -103,6 +103,11 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
     let app = App::from_config(config, &base_url, Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())?;
+    // An active signing key from the start (on aws: created in KMS if the registry is empty).
+    app.service
+        .ensure_active_key()
+        .await
+        .map_err(|e| format!("signing key: {e}"))?;
     for user in &args.users {
         let scopes = if user.admin {
             vec!["user".to_owned(), ADMIN_SCOPE.to_owned()]
@@ -179,16 +184,16 @@ fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
     let config = service.config();
     text += &match config.backend {
         Backend::Memory => format!(
-            "  embedded default: in-memory stores, {} key generated at start\n",
+            "  embedded default: in-memory stores, {} keys held in this process\n",
             config.algorithm.name()
         ),
         Backend::Aws => format!(
-            "  aws backend: tables {}, {}, {}; {} key {}\n",
+            "  aws backend: tables {}, {}, {}, {}; {} keys in KMS\n",
             config.tables.users,
             config.tables.sessions,
             config.tables.revocations,
+            config.tables.keys,
             config.algorithm.name(),
-            config.kms_key
         ),
     };
     text += &format!(

@@ -50,7 +50,7 @@ fn aws_env() -> Vec<(String, String)> {
             "TOKENLIFE_REVOCATIONS_TABLE".into(),
             format!("{name}-revocations"),
         ),
-        ("TOKENLIFE_KMS_KEY".into(), format!("alias/{name}")),
+        ("TOKENLIFE_KEYS_TABLE".into(), format!("{name}-keys")),
     ]
 }
 
@@ -110,18 +110,24 @@ impl Server {
         }
         let mut child = command.spawn().expect("start tokenlife serve");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        // Log lines (such as the key created at start) may come before the banner.
         let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
+        let mut logs = String::new();
+        while stdout.read_line(&mut first).unwrap() > 0
+            && !first.starts_with("tokenlife listening on ")
+        {
+            logs.push_str(&std::mem::take(&mut first));
+        }
         let base = first
             .trim()
             .strip_prefix("tokenlife listening on ")
             .unwrap_or_else(|| {
                 let mut rest = String::new();
                 let _ = child.stderr.take().unwrap().read_to_string(&mut rest);
-                panic!("unexpected first line {first:?}; stderr: {rest}")
+                panic!("no banner; stdout: {logs}{first}; stderr: {rest}")
             })
             .to_owned();
-        let output = Arc::new(Mutex::new(first));
+        let output = Arc::new(Mutex::new(logs + &first));
         for stream in [
             Box::new(stdout) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),

@@ -48,8 +48,14 @@ fn setup(
         argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     };
-    let app = App::embedded(config, "https://issuer.bench", Arc::new(SystemClock)).unwrap();
-    let service = app.service;
+    let service = runtime
+        .block_on(App::embedded(
+            config,
+            "https://issuer.bench",
+            Arc::new(SystemClock),
+        ))
+        .unwrap()
+        .service;
     let token = runtime.block_on(async {
         service
             .put_user("bench", "bench password", vec!["user".into()])

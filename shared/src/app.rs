@@ -1,7 +1,7 @@
 //! Wiring: builds a [`TokenService`] and its dependencies once, at start, for the backend
-//! the configuration names — the embedded default (in-memory stores, a signing key generated
-//! at start) or AWS (DynamoDB tables and a KMS key, clients from the standard SDK
-//! configuration).
+//! the configuration names — the embedded default (in-memory stores, signing keys held in
+//! this process, one made at start) or AWS (DynamoDB tables, KMS keys listed in the keys
+//! table; clients from the standard SDK configuration).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,10 @@ use aws_config::timeout::TimeoutConfig;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, ConfigError};
-use crate::keys::{KeyError, KeyRing, Keys, KmsSigner, LocalSigner};
+use crate::error::Error;
+use crate::keys::{
+    KeyError, KeyRegistry, KeyRotation, KeyVault, Keys, KmsVault, LocalVault, RotationPolicy,
+};
 use crate::passwords::{PasswordError, PasswordHasher};
 use crate::service::{Dependencies, TokenService};
 use crate::store::{DynamoStore, MemoryStore};
@@ -24,6 +27,30 @@ pub enum StartError {
     Key(#[from] KeyError),
     #[error("argon2 parameters: {0}")]
     Password(#[from] PasswordError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] Error),
+}
+
+/// The key ring cache and the rotation over one registry and vault.
+fn key_management(
+    config: &Config,
+    registry: Arc<dyn KeyRegistry>,
+    vault: Arc<dyn KeyVault>,
+    clock: &Arc<dyn Clock>,
+) -> (Keys, KeyRotation) {
+    let keys = Keys::new(
+        registry.clone(),
+        vault.clone(),
+        clock.clone(),
+        config.key_cache_ttl_secs,
+    );
+    let rotation = KeyRotation::new(
+        registry,
+        vault,
+        clock.clone(),
+        RotationPolicy::from_config(config),
+    );
+    (keys, rotation)
 }
 
 /// The AWS SDK clients, built once from the standard configuration: region, credential
@@ -67,7 +94,7 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         match config.backend {
-            Backend::Memory => Self::embedded(config, default_issuer, clock),
+            Backend::Memory => Self::embedded(config, default_issuer, clock).await,
             Backend::Aws => {
                 let clients = AwsClients::from_env().await;
                 Self::aws(config, default_issuer, clients, clock).await
@@ -75,37 +102,47 @@ impl App {
         }
     }
 
-    /// In-memory stores and a fresh local signing key of `config.algorithm`.
-    pub fn embedded(
+    /// In-memory stores and signing keys held in this process, with one active key made at
+    /// start.
+    pub async fn embedded(
         config: Config,
         default_issuer: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        Ok(Self::embedded_with_store(config, default_issuer, clock)?.0)
+        Ok(Self::embedded_with_store(config, default_issuer, clock)
+            .await?
+            .0)
     }
 
     /// [`App::embedded`], also handing back the store (tests look inside it).
-    pub fn embedded_with_store(
+    pub async fn embedded_with_store(
         config: Config,
         default_issuer: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Arc<MemoryStore>), StartError> {
         let issuer = config.issuer_or(default_issuer);
         let store = Arc::new(MemoryStore::new(clock.clone()));
-        let signer = Arc::new(LocalSigner::generate(config.algorithm)?);
+        let (keys, rotation) = key_management(
+            &config,
+            store.clone(),
+            Arc::new(LocalVault::default()),
+            &clock,
+        );
         let deps = Dependencies {
             users: store.clone(),
             sessions: store.clone(),
-            keys: Keys::ready(KeyRing::single(signer)?),
+            keys,
+            rotation,
             clock,
             passwords: Arc::new(PasswordHasher::new(config.argon2)?),
         };
         let service = Arc::new(TokenService::new(config, issuer, deps));
+        service.ensure_active_key().await?;
         Ok((Self { service }, store))
     }
 
-    /// DynamoDB tables and the KMS key named in `config`, through `clients`. Makes no
-    /// network call: the key's public half is fetched on first use.
+    /// DynamoDB tables and KMS keys named in `config`, through `clients`. Makes no network
+    /// call: the key ring is read from the registry on first use.
     pub async fn aws(
         config: Config,
         default_issuer: &str,
@@ -118,18 +155,17 @@ impl App {
             config.tables.clone(),
             clock.clone(),
         ));
-        let (kms, key_id, algorithm) = (clients.kms, config.kms_key.clone(), config.algorithm);
-        let keys = Keys::lazy(move || {
-            let (kms, key_id) = (kms.clone(), key_id.clone());
-            async move {
-                let signer = KmsSigner::connect(kms, &key_id, algorithm).await?;
-                KeyRing::single(Arc::new(signer))
-            }
-        });
+        let vault = Arc::new(KmsVault::new(
+            clients.kms,
+            &config.tables.keys,
+            config.key_deletion_window_days,
+        ));
+        let (keys, rotation) = key_management(&config, store.clone(), vault, &clock);
         let deps = Dependencies {
             users: store.clone(),
             sessions: store,
             keys,
+            rotation,
             clock,
             passwords: Arc::new(PasswordHasher::new(config.argon2)?),
         };

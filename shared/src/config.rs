@@ -24,8 +24,6 @@ pub struct Config {
     pub backend: Backend,
     /// DynamoDB table names (`aws` backend).
     pub tables: TableNames,
-    /// KMS signing key: key id, ARN, or `alias/...` (`aws` backend).
-    pub kms_key: String,
     /// `iss` of every access token; `None` means "the server's own base URL" (serve sets it).
     pub issuer: Option<String>,
     /// `aud` of every access token, and the only audience accepted on verification.
@@ -47,6 +45,14 @@ pub struct Config {
     pub refresh_cookie: bool,
     /// `Cache-Control: max-age` of the JWKS, seconds.
     pub jwks_max_age_secs: u64,
+    /// How long a process keeps its key ring before re-reading the key registry, seconds:
+    /// the longest a promotion or an emergency retirement takes to reach every process.
+    pub key_cache_ttl_secs: u64,
+    /// How long a pending key is published before it may sign, seconds. Default: the JWKS
+    /// max-age plus the key cache TTL (our JWKS route may serve a ring that old).
+    pub key_publish_delay_secs: u64,
+    /// KMS deletion window of retired keys, days (7-30).
+    pub key_deletion_window_days: u8,
     pub argon2: Argon2Params,
 }
 
@@ -86,8 +92,8 @@ impl Default for Config {
                 users: "tokenlife-users".to_owned(),
                 sessions: "tokenlife-sessions".to_owned(),
                 revocations: "tokenlife-revocations".to_owned(),
+                keys: "tokenlife-keys".to_owned(),
             },
-            kms_key: "alias/tokenlife-signing".to_owned(),
             issuer: None,
             audience: "tokenlife".to_owned(),
             access_ttl_secs: 900,
@@ -99,6 +105,9 @@ impl Default for Config {
             cors_origins: Vec::new(),
             refresh_cookie: true,
             jwks_max_age_secs: 300,
+            key_cache_ttl_secs: 60,
+            key_publish_delay_secs: 300 + 60,
+            key_deletion_window_days: 30,
             argon2: Argon2Params::default(),
         }
     }
@@ -122,7 +131,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let defaults = Config::default();
-        let config = Config {
+        let mut config = Config {
             backend: match env
                 .text("TOKENLIFE_BACKEND")?
                 .map(|b| b.trim().to_ascii_lowercase())
@@ -147,8 +156,10 @@ impl Config {
                 revocations: env
                     .table_name("TOKENLIFE_REVOCATIONS_TABLE")?
                     .unwrap_or(defaults.tables.revocations),
+                keys: env
+                    .table_name("TOKENLIFE_KEYS_TABLE")?
+                    .unwrap_or(defaults.tables.keys),
             },
-            kms_key: env.text("TOKENLIFE_KMS_KEY")?.unwrap_or(defaults.kms_key),
             issuer: env
                 .text("TOKENLIFE_ISSUER")?
                 .map(parse_issuer)
@@ -186,6 +197,14 @@ impl Config {
             jwks_max_age_secs: env
                 .seconds("TOKENLIFE_JWKS_MAX_AGE", 0..=86_400)?
                 .unwrap_or(defaults.jwks_max_age_secs),
+            key_cache_ttl_secs: env
+                .seconds("TOKENLIFE_KEY_CACHE_TTL", 1..=3600)?
+                .unwrap_or(defaults.key_cache_ttl_secs),
+            // Set below: its default depends on two other settings.
+            key_publish_delay_secs: 0,
+            key_deletion_window_days: env
+                .number("TOKENLIFE_KEY_DELETION_WINDOW_DAYS", 7..=30)?
+                .map_or(defaults.key_deletion_window_days, |days| days as u8),
             argon2: Argon2Params {
                 memory_kib: env
                     .number("TOKENLIFE_ARGON2_MEMORY_KIB", 8..=4 * 1024 * 1024)?
@@ -198,6 +217,9 @@ impl Config {
                     .unwrap_or(defaults.argon2.parallelism),
             },
         };
+        config.key_publish_delay_secs = env
+            .seconds("TOKENLIFE_KEY_PUBLISH_DELAY", 0..=30 * 86_400)?
+            .unwrap_or(config.jwks_max_age_secs + config.key_cache_ttl_secs);
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {
                 variable: "TOKENLIFE_ARGON2_MEMORY_KIB",
@@ -370,7 +392,10 @@ mod tests {
             ("TOKENLIFE_REFRESH_COOKIE", "false"),
             ("TOKENLIFE_BACKEND", "AWS"),
             ("TOKENLIFE_SESSIONS_TABLE", "prod.sessions"),
-            ("TOKENLIFE_KMS_KEY", "alias/prod-signing"),
+            ("TOKENLIFE_KEYS_TABLE", "prod.keys"),
+            ("TOKENLIFE_JWKS_MAX_AGE", "100"),
+            ("TOKENLIFE_KEY_CACHE_TTL", "20"),
+            ("TOKENLIFE_KEY_DELETION_WINDOW_DAYS", "7"),
         ])
         .unwrap();
         assert_eq!(config.issuer.as_deref(), Some("https://auth.example.com"));
@@ -385,7 +410,12 @@ mod tests {
         assert_eq!(config.backend, Backend::Aws);
         assert_eq!(config.tables.sessions, "prod.sessions");
         assert_eq!(config.tables.users, "tokenlife-users");
-        assert_eq!(config.kms_key, "alias/prod-signing");
+        assert_eq!(config.tables.keys, "prod.keys");
+        // The publish delay defaults to what the JWKS caches can hold.
+        assert_eq!(config.key_publish_delay_secs, 120);
+        assert_eq!(config.key_deletion_window_days, 7);
+        let explicit = config_from(&[("TOKENLIFE_KEY_PUBLISH_DELAY", "5")]).unwrap();
+        assert_eq!(explicit.key_publish_delay_secs, 5);
     }
 
     #[test]
@@ -404,6 +434,10 @@ mod tests {
             ("TOKENLIFE_SESSIONS_TABLE", "my table"),
             ("TOKENLIFE_USERS_TABLE", "x"),
             ("TOKENLIFE_LEEWAY", "100000"),
+            ("TOKENLIFE_KEY_CACHE_TTL", "0"),
+            ("TOKENLIFE_KEY_DELETION_WINDOW_DAYS", "6"),
+            ("TOKENLIFE_KEY_PUBLISH_DELAY", "soon"),
+            ("TOKENLIFE_KEYS_TABLE", "a b"),
         ] {
             let error = config_from(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable, "{value}");

@@ -8,7 +8,8 @@
 //! - [`config`]: every setting, read once from the environment.
 //! - [`clock`]: the time source (real or manual, for tests).
 //! - [`secrets`]: random bytes, base64url, SHA-256, constant-time comparison.
-//! - [`keys`]: signers (local keys, KMS), public keys as JWKs, the key ring.
+//! - [`keys`]: signers (local keys, KMS), public keys as JWKs, the key registry, rotation,
+//!   and the cached key ring.
 //! - [`token`]: access-token claims, encoding and verification.
 //! - [`refresh`]: the opaque refresh-token format and its sealing of successors.
 //! - [`passwords`]: argon2id hashing and constant-time-ish verification.
@@ -16,7 +17,8 @@
 //! - [`service`]: the lifecycle operations (login, refresh, revoke, authorize, jwks).
 //! - [`http`]: request parsing, routing, responses, cookies, CORS, error mapping.
 //! - [`authorizer`]: the API Gateway Lambda authorizer's event handling.
-//! - [`setup`]: creating the DynamoDB tables and KMS key of the `aws` backend.
+//! - [`rotate_keys`]: the rotate-keys Lambda's events (schedule and admin key routes).
+//! - [`setup`]: creating the DynamoDB tables and first KMS key of the `aws` backend.
 //! - [`app`]: wiring the pieces together, for the embedded default or the AWS backend.
 
 pub mod app;
@@ -28,6 +30,7 @@ pub mod http;
 pub mod keys;
 pub mod passwords;
 pub mod refresh;
+pub mod rotate_keys;
 pub mod secrets;
 pub mod service;
 pub mod setup;

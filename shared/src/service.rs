@@ -1,5 +1,6 @@
 //! The lifecycle operations — login, refresh (rotation, grace window, reuse detection),
-//! revoke, user-wide revocation, authorize (verify + revocation check), JWKS and metadata.
+//! revoke, user-wide revocation, authorize (verify + revocation check), JWKS and metadata,
+//! and the signing-key operations (list, rotate, emergency retire).
 //! Knows nothing of HTTP; every dependency comes in through [`TokenService::new`].
 //!
 //! Round trips per operation (the figures the DynamoDB backend must keep):
@@ -16,14 +17,14 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::keys::{JwkSet, Keys};
+use crate::keys::{JwkSet, KeyRecord, KeyRing, KeyRotation, Keys, RotationReport};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id, session_created_ms};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
 use crate::store::{
     ReplaceOutcome, Revocation, RevocationKey, Rotation, Session, SessionStore, User, UserStore,
 };
-use crate::token::{AccessClaims, AccessTokenVerifier, TokenError, sign_access_token};
+use crate::token::{AccessClaims, AccessTokenVerifier, TokenError, header_kid, sign_access_token};
 
 /// The scope that allows the admin routes.
 pub const ADMIN_SCOPE: &str = "admin";
@@ -94,7 +95,10 @@ pub enum Revoked {
 pub struct Dependencies {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
+    /// The cached key ring every operation signs and verifies with.
     pub keys: Keys,
+    /// Moves signing keys through their lifecycle (same registry and vault as `keys`).
+    pub rotation: KeyRotation,
     pub clock: Arc<dyn Clock>,
     pub passwords: Arc<PasswordHasher>,
 }
@@ -377,9 +381,15 @@ impl TokenService {
             tracing::info!(user = %session.user_id, "session revoked");
             return Ok(Revoked::Session);
         }
-        let keys = self.deps.keys.get().await?;
-        let Ok(claims) = self.verifier.verify_ignoring_time(keys, token) else {
-            return Ok(Revoked::Nothing);
+        let claims = match self
+            .with_key_ring(token, |ring| {
+                self.verifier.verify_ignoring_time(ring, token)
+            })
+            .await
+        {
+            Ok(claims) => claims,
+            Err(Error::InvalidToken(_)) => return Ok(Revoked::Nothing),
+            Err(other) => return Err(other),
         };
         let until = claims.exp.saturating_add(self.config.leeway_secs);
         if until <= self.deps.clock.now_secs() {
@@ -433,8 +443,8 @@ impl TokenService {
     pub async fn authorize(&self, bearer: &str) -> Result<AccessClaims, Error> {
         let now_secs = self.deps.clock.now_secs();
         let claims = self
-            .verifier
-            .verify(self.deps.keys.get().await?, bearer, now_secs)?;
+            .with_key_ring(bearer, |ring| self.verifier.verify(ring, bearer, now_secs))
+            .await?;
         if self.revoked.contains(&claims.jti, now_secs) {
             return Err(TokenError::Revoked.into());
         }
@@ -462,7 +472,36 @@ impl TokenService {
     }
 
     pub async fn jwks(&self) -> Result<JwkSet, Error> {
-        Ok(self.deps.keys.get().await?.jwks())
+        Ok(self.deps.keys.ring().await?.jwks())
+    }
+
+    /// Every signing key in the registry, with its state. For trusted callers (the CLI;
+    /// the admin routes check the admin scope first).
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, Error> {
+        self.deps.rotation.list().await
+    }
+
+    /// One key-rotation step (see [`crate::keys::rotation`]). For trusted callers: the
+    /// rotate-keys schedule, the CLI, and the admin route after its scope check.
+    pub async fn rotate_keys(&self) -> Result<RotationReport, Error> {
+        let report = self.deps.rotation.step().await;
+        self.deps.keys.invalidate();
+        report
+    }
+
+    /// Emergency retirement of a signing key: out of the JWKS, its tokens rejected — by
+    /// this process at once, by the others within the key cache TTL. For trusted callers.
+    pub async fn retire_key(&self, kid: &str) -> Result<RotationReport, Error> {
+        let report = self.deps.rotation.retire(kid).await;
+        self.deps.keys.invalidate();
+        report
+    }
+
+    /// Creates an active key if the registry has none (setup, and `serve` at start).
+    pub async fn ensure_active_key(&self) -> Result<RotationReport, Error> {
+        let report = self.deps.rotation.ensure_active().await;
+        self.deps.keys.invalidate();
+        report
     }
 
     /// RFC 8414 authorization server metadata.
@@ -495,7 +534,29 @@ impl TokenService {
             scope: scope.to_owned(),
             sid: session.id.clone(),
         };
-        Ok(sign_access_token(self.deps.keys.get().await?, &claims).await?)
+        Ok(sign_access_token(&*self.deps.keys.ring().await?, &claims).await?)
+    }
+
+    /// Runs `check` with the key ring; when the token names a key the ring does not know,
+    /// once more with a reloaded ring (rate-limited, see [`Keys::ring_for_unknown_kid`]).
+    async fn with_key_ring<T>(
+        &self,
+        token: &str,
+        check: impl Fn(&KeyRing) -> Result<T, TokenError>,
+    ) -> Result<T, Error> {
+        let ring = self.deps.keys.ring().await?;
+        match check(&ring) {
+            Err(TokenError::UnknownKey) => {
+                let Some(kid) = header_kid(token) else {
+                    return Err(TokenError::UnknownKey.into());
+                };
+                match self.deps.keys.ring_for_unknown_kid(&ring, &kid).await? {
+                    Some(reloaded) => Ok(check(&reloaded)?),
+                    None => Err(TokenError::UnknownKey.into()),
+                }
+            }
+            result => Ok(result?),
+        }
     }
 
     fn grant(&self, access_token: String, refresh: &RefreshToken, scope: String) -> TokenGrant {

@@ -1,21 +1,22 @@
-//! `tokenlife setup`: creates what the `aws` backend needs, idempotently — the three
+//! `tokenlife setup`: creates what the `aws` backend needs, idempotently — the four
 //! DynamoDB tables (on-demand, TTL on `expires_at` for sessions and revocations, the
-//! sessions table's `by-user` index) and, when the configured key is an `alias/...` that does
-//! not exist yet, a KMS signing key (ECC_NIST_P256 for ES256, RSA_2048 for RS256) with that
-//! alias. A second run changes nothing and says so.
+//! sessions table's `by-user` index, the keys table) and, when the key registry has no
+//! active key, a KMS signing key (ECC_NIST_P256 for ES256, RSA_2048 for RS256) made active
+//! at once. A second run changes nothing and says so.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::app::{App, AwsClients};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::keys::KeyState;
+use crate::store::TableNames;
+use crate::store::dynamodb::SESSIONS_BY_USER_INDEX;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
-use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
-
-use crate::keys::SigningAlgorithm;
-use crate::keys::kms::key_spec_signs;
-use crate::store::TableNames;
-use crate::store::dynamodb::SESSIONS_BY_USER_INDEX;
 
 #[derive(Debug, thiserror::Error)]
 #[error("setup: {0}")]
@@ -32,10 +33,11 @@ pub async fn ensure_tables(
     tables: &TableNames,
 ) -> Result<Vec<String>, SetupError> {
     let mut report = Vec::new();
-    let specs: [(&str, &str, bool, bool); 3] = [
+    let specs: [(&str, &str, bool, bool); 4] = [
         (&tables.users, "username", false, false),
         (&tables.sessions, "id", true, true),
         (&tables.revocations, "key", true, false),
+        (&tables.keys, "id", false, false),
     ];
     for (table, key, ttl, by_user_index) in specs {
         let exists = match client.describe_table().table_name(table).send().await {
@@ -191,90 +193,35 @@ async fn ensure_ttl(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<St
     Ok(format!("table {table}: TTL on expires_at turned on"))
 }
 
-/// Makes sure `key` names a usable signing key for `algorithm`; creates it (and the alias)
-/// when `key` is an alias that does not exist yet. Returns what was done.
-pub async fn ensure_signing_key(
-    client: &aws_sdk_kms::Client,
-    key: &str,
-    algorithm: SigningAlgorithm,
-) -> Result<String, SetupError> {
-    let wanted_spec = match algorithm {
-        SigningAlgorithm::Es256 => KeySpec::EccNistP256,
-        SigningAlgorithm::Rs256 => KeySpec::Rsa2048,
-    };
-    match client.describe_key().key_id(key).send().await {
-        Ok(output) => {
-            let metadata = output
-                .key_metadata()
-                .ok_or_else(|| SetupError(format!("DescribeKey {key} returned no metadata")))?;
-            let spec_ok = metadata
-                .key_spec()
-                .is_some_and(|spec| key_spec_signs(spec, algorithm));
-            if !spec_ok {
-                return Err(SetupError(format!(
-                    "KMS key {key} has spec {:?}, which cannot sign {}",
-                    metadata.key_spec(),
-                    algorithm.name()
-                )));
-            }
-            if metadata.key_state() != Some(&KeyState::Enabled) {
-                return Err(SetupError(format!(
-                    "KMS key {key} is {:?}, not Enabled",
-                    metadata.key_state()
-                )));
-            }
-            Ok(format!("signing key {key}: exists ({})", metadata.key_id()))
+/// Everything `tokenlife setup` does: the tables, then an active signing key (a new KMS
+/// key, when the registry has none). One line per thing checked or done.
+pub async fn ensure_tables_and_signing_key(
+    config: &Config,
+    clients: &AwsClients,
+) -> Result<Vec<String>, SetupError> {
+    let mut report = ensure_tables(&clients.dynamodb, &config.tables).await?;
+    let app = App::aws(
+        config.clone(),
+        "https://setup.invalid",
+        clients.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .map_err(|e| fail("start", e))?;
+    let keys = app
+        .service
+        .ensure_active_key()
+        .await
+        .map_err(|e| fail("signing key", e))?;
+    if keys.changed {
+        report.extend(keys.actions.iter().map(|a| format!("signing keys: {a}")));
+    } else {
+        for key in keys.keys.iter().filter(|k| k.state == KeyState::Active) {
+            report.push(format!(
+                "signing keys: active key {} exists ({})",
+                key.kid, key.key_ref
+            ));
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_not_found_exception())
-                && key.starts_with("alias/") =>
-        {
-            let created = client
-                .create_key()
-                .key_spec(wanted_spec)
-                .key_usage(KeyUsageType::SignVerify)
-                .description("tokenlife access-token signing key")
-                .send()
-                .await
-                .map_err(|e| fail("CreateKey", aws_sdk_kms::error::DisplayErrorContext(e)))?;
-            let key_id = created
-                .key_metadata()
-                .map(|m| m.key_id().to_owned())
-                .ok_or_else(|| SetupError("CreateKey returned no key id".into()))?;
-            match client
-                .create_alias()
-                .alias_name(key)
-                .target_key_id(&key_id)
-                .send()
-                .await
-            {
-                Ok(_) => Ok(format!(
-                    "signing key {key}: created {} key {key_id}",
-                    algorithm.name()
-                )),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_already_exists_exception()) =>
-                {
-                    // A concurrent setup won the alias: drop our key, use theirs.
-                    let _ = client
-                        .schedule_key_deletion()
-                        .key_id(&key_id)
-                        .pending_window_in_days(7)
-                        .send()
-                        .await;
-                    Ok(format!("signing key {key}: exists (created concurrently)"))
-                }
-                Err(e) => Err(fail(
-                    "CreateAlias",
-                    aws_sdk_kms::error::DisplayErrorContext(e),
-                )),
-            }
-        }
-        Err(e) => Err(fail(
-            &format!("DescribeKey {key}"),
-            aws_sdk_kms::error::DisplayErrorContext(e),
-        )),
     }
+    Ok(report)
 }

@@ -46,11 +46,11 @@ struct Header<'a> {
 
 /// Signs `claims` with the ring's active key: `header.claims.signature`, base64url.
 pub async fn sign_access_token(keys: &KeyRing, claims: &AccessClaims) -> Result<String, KeyError> {
-    let signer = keys.signer();
+    let (signer, kid) = keys.signer()?;
     let header = Header {
         alg: signer.algorithm().name(),
         typ: ACCESS_TOKEN_TYPE,
-        kid: keys.signer_kid(),
+        kid,
     };
     let header = serde_json::to_vec(&header).map_err(|e| KeyError::Invalid(e.to_string()))?;
     let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Invalid(e.to_string()))?;
@@ -195,6 +195,15 @@ impl AccessTokenVerifier {
     }
 }
 
+/// The `kid` a token's header names, if it has a readable header with one.
+pub fn header_kid(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let header: JoseHeader = decode_part(token.split('.').next()?).ok()?;
+    header.kid
+}
+
 /// Length of `header.payload` (the JWS signing input) in a three-part token.
 fn header_and_payload_len(token: &str) -> usize {
     token.rfind('.').unwrap_or(0)
@@ -266,7 +275,7 @@ mod tests {
                     .unwrap();
             assert_eq!(header["typ"], "at+jwt");
             assert_eq!(header["alg"], alg.name());
-            assert_eq!(header["kid"], keys.signer_kid());
+            assert_eq!(header["kid"], keys.signer().unwrap().1);
             assert_eq!(verifier().verify(&keys, &token, NOW).unwrap(), claims());
         }
     }

@@ -14,7 +14,11 @@ use lambda_http::{Body, Request, service_fn};
 
 use crate::config::origin_of;
 use crate::error::Error;
-use crate::service::{LoginRequest, RefreshRequest, Revoked, TokenGrant, TokenService};
+use crate::keys::{KeyRecord, RotationReport};
+use crate::service::{
+    ADMIN_SCOPE, LoginRequest, RefreshRequest, Revoked, TokenGrant, TokenService,
+};
+use crate::token::AccessClaims;
 use request::{Params, bearer_token, caller_origin, cookie, params, split_base_path};
 use response::{REFRESH_COOKIE, json, no_store, refresh_cookie};
 
@@ -26,6 +30,9 @@ pub enum Endpoint {
     Refresh,
     Revoke,
     AdminRevokeUser,
+    AdminListKeys,
+    AdminRotateKeys,
+    AdminRetireKey,
     Jwks,
     Metadata,
     UserInfo,
@@ -38,6 +45,9 @@ impl Endpoint {
         Endpoint::Refresh,
         Endpoint::Revoke,
         Endpoint::AdminRevokeUser,
+        Endpoint::AdminListKeys,
+        Endpoint::AdminRotateKeys,
+        Endpoint::AdminRetireKey,
         Endpoint::Jwks,
         Endpoint::Metadata,
         Endpoint::UserInfo,
@@ -51,13 +61,16 @@ impl Endpoint {
             Endpoint::Refresh => ("POST", "/refresh"),
             Endpoint::Revoke => ("POST", "/revoke"),
             Endpoint::AdminRevokeUser => ("POST", "/admin/users/{username}/revoke"),
+            Endpoint::AdminListKeys => ("GET", "/admin/keys"),
+            Endpoint::AdminRotateKeys => ("POST", "/admin/keys/rotate"),
+            Endpoint::AdminRetireKey => ("POST", "/admin/keys/{kid}/retire"),
             Endpoint::Jwks => ("GET", "/.well-known/jwks.json"),
             Endpoint::Metadata => ("GET", "/.well-known/oauth-authorization-server"),
             Endpoint::UserInfo => ("GET", "/userinfo"),
         }
     }
 
-    /// The endpoint for a route path, and the `{username}` it names, if any.
+    /// The endpoint for a route path, and the `{username}` or `{kid}` it names, if any.
     fn match_path(path: &str) -> Option<(Endpoint, Option<String>)> {
         let found = match path {
             "/login" => Endpoint::Login,
@@ -67,15 +80,19 @@ impl Endpoint {
             "/.well-known/jwks.json" => Endpoint::Jwks,
             "/.well-known/oauth-authorization-server" => Endpoint::Metadata,
             "/userinfo" => Endpoint::UserInfo,
+            "/admin/keys" => Endpoint::AdminListKeys,
+            "/admin/keys/rotate" => Endpoint::AdminRotateKeys,
             _ => {
-                let name = path
-                    .strip_prefix("/admin/users/")?
-                    .strip_suffix("/revoke")?;
-                if name.is_empty() || name.contains('/') {
+                let (endpoint, segment) = if let Some(rest) = path.strip_prefix("/admin/users/") {
+                    (Endpoint::AdminRevokeUser, rest.strip_suffix("/revoke")?)
+                } else {
+                    let rest = path.strip_prefix("/admin/keys/")?;
+                    (Endpoint::AdminRetireKey, rest.strip_suffix("/retire")?)
+                };
+                if segment.is_empty() || segment.contains('/') {
                     return None;
                 }
-                let name = percent_decode(name)?;
-                return Some((Endpoint::AdminRevokeUser, Some(name)));
+                return Some((endpoint, Some(percent_decode(segment)?)));
             }
         };
         Some((found, None))
@@ -90,6 +107,14 @@ pub const LAMBDA_FUNCTIONS: &[(&str, &[Endpoint])] = &[
     (
         "jwks",
         &[Endpoint::Jwks, Endpoint::Metadata, Endpoint::UserInfo],
+    ),
+    (
+        "rotate-keys",
+        &[
+            Endpoint::AdminListKeys,
+            Endpoint::AdminRotateKeys,
+            Endpoint::AdminRetireKey,
+        ],
     ),
 ];
 
@@ -157,7 +182,7 @@ pub async fn handle(
             Some(origin) => return response::preflight(origin),
             None => Err(Error::Forbidden("this origin may not call this API".into())),
         },
-        Some((endpoint, username)) => {
+        Some((endpoint, path_parameter)) => {
             let (method, _) = endpoint.route();
             if request.method().as_str() != method {
                 Err(Error::MethodNotAllowed {
@@ -168,7 +193,7 @@ pub async fn handle(
                     },
                 })
             } else {
-                dispatch(service, endpoint, username, &base_path, &request).await
+                dispatch(service, endpoint, path_parameter, &base_path, &request).await
             }
         }
     };
@@ -198,7 +223,7 @@ fn path_for_log(endpoint: Option<Endpoint>) -> &'static str {
 async fn dispatch(
     service: &TokenService,
     endpoint: Endpoint,
-    username: Option<String>,
+    path_parameter: Option<String>,
     base_path: &str,
     request: &Request,
 ) -> Result<Response<Body>, Error> {
@@ -237,9 +262,34 @@ async fn dispatch(
         }
         Endpoint::AdminRevokeUser => {
             let caller = service.authorize(bearer_token(request)?).await?;
-            let username = username.unwrap_or_default();
+            let username = path_parameter.unwrap_or_default();
             service.revoke_user(&caller, &username).await?;
             Ok(json(200, &serde_json::json!({ "revoked": username })))
+        }
+        Endpoint::AdminListKeys => {
+            admin_caller(service, request).await?;
+            let keys = service.list_keys().await?;
+            Ok(no_store(json(
+                200,
+                &serde_json::json!({ "keys": key_list(&keys) }),
+            )))
+        }
+        Endpoint::AdminRotateKeys => {
+            let caller = admin_caller(service, request).await?;
+            tracing::info!(admin = %caller.sub, "key rotation step requested");
+            Ok(no_store(json(
+                200,
+                &rotation_report(&service.rotate_keys().await?),
+            )))
+        }
+        Endpoint::AdminRetireKey => {
+            let caller = admin_caller(service, request).await?;
+            let kid = path_parameter.unwrap_or_default();
+            tracing::warn!(admin = %caller.sub, kid = %kid, "emergency key retirement requested");
+            Ok(no_store(json(
+                200,
+                &rotation_report(&service.retire_key(&kid).await?),
+            )))
         }
         Endpoint::Jwks => {
             let mut response = json(200, &service.jwks().await?);
@@ -265,6 +315,40 @@ async fn dispatch(
             Ok(no_store(json(200, &body)))
         }
     }
+}
+
+/// The caller of an admin route: a valid access token with the admin scope.
+async fn admin_caller(service: &TokenService, request: &Request) -> Result<AccessClaims, Error> {
+    let caller = service.authorize(bearer_token(request)?).await?;
+    if !caller.has_scope(ADMIN_SCOPE) {
+        return Err(Error::InsufficientScope(ADMIN_SCOPE));
+    }
+    Ok(caller)
+}
+
+/// Signing keys as the admin routes and `tokenlife keys list` show them (public facts only:
+/// kid, state, algorithm, times; never the key reference).
+pub fn key_list(keys: &[KeyRecord]) -> Vec<serde_json::Value> {
+    keys.iter()
+        .map(|key| {
+            serde_json::json!({
+                "kid": key.kid,
+                "state": key.state.name(),
+                "alg": key.algorithm.name(),
+                "published_at": key.published_at,
+                "since": key.state_since,
+            })
+        })
+        .collect()
+}
+
+/// A rotation step's or retirement's outcome as JSON.
+pub fn rotation_report(report: &RotationReport) -> serde_json::Value {
+    serde_json::json!({
+        "changed": report.changed,
+        "actions": report.actions,
+        "keys": key_list(&report.keys),
+    })
 }
 
 /// `POST /refresh`: the token from the body, or else from the cookie — the latter only from
@@ -345,7 +429,7 @@ mod tests {
     fn paths_route_to_endpoints() {
         for endpoint in Endpoint::ALL {
             let (_, path) = endpoint.route();
-            let path = path.replace("{username}", "alice");
+            let path = path.replace("{username}", "alice").replace("{kid}", "k1");
             assert_eq!(Endpoint::match_path(&path).unwrap().0, *endpoint);
             let served_by = LAMBDA_FUNCTIONS
                 .iter()
@@ -360,6 +444,14 @@ mod tests {
             Endpoint::match_path("/admin/users/a%20b/revoke"),
             Some((Endpoint::AdminRevokeUser, Some("a b".into())))
         );
+        assert_eq!(
+            Endpoint::match_path("/admin/keys/rotate"),
+            Some((Endpoint::AdminRotateKeys, None))
+        );
+        assert_eq!(
+            Endpoint::match_path("/admin/keys/rotate/retire"),
+            Some((Endpoint::AdminRetireKey, Some("rotate".into())))
+        );
         for path in [
             "/",
             "/login/",
@@ -368,6 +460,9 @@ mod tests {
             "/admin/users/%zz/revoke",
             "/admin/users/%ff/revoke",
             "/admin/users/%+f/revoke",
+            "/admin/keys/",
+            "/admin/keys//retire",
+            "/admin/keys/a/b/retire",
         ] {
             assert_eq!(Endpoint::match_path(path), None, "{path}");
         }

@@ -4,16 +4,26 @@
 //! returns ECDSA signatures DER-encoded; JWS needs fixed-width R‖S ([`der::ecdsa_der_to_fixed`]).
 //!
 //! The public half comes from `GetPublicKey` (DER SubjectPublicKeyInfo), fetched once when
-//! the signer is built.
+//! a key is created and kept in the key registry, so a signer is built with no network call.
+//!
+//! [`KmsVault`] creates the keys rotation needs: `CreateKey` (SIGN_VERIFY, the algorithm's
+//! key spec) tagged `tokenlife-registry=<keys table>` — the tag the IAM policies in
+//! template.yaml require of every key a function may create, sign with or delete — and
+//! retires them with `ScheduleKeyDeletion` after a configurable window (7-30 days).
 
 use async_trait::async_trait;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
 
+use super::registry::KeyRecord;
+use super::vault::{KeyVault, NewKey};
 use super::{KeyError, Signer, SigningAlgorithm, der};
 use crate::secrets::sha256;
+
+/// The tag every key tokenlife creates carries; its value is the keys table's name.
+pub const REGISTRY_TAG: &str = "tokenlife-registry";
 
 pub struct KmsSigner {
     client: Client,
@@ -23,6 +33,21 @@ pub struct KmsSigner {
 }
 
 impl KmsSigner {
+    /// A signer for a key whose public half is already known (from the key registry).
+    pub fn with_public_key(
+        client: Client,
+        key_id: &str,
+        algorithm: SigningAlgorithm,
+        public_key_der: Vec<u8>,
+    ) -> Self {
+        Self {
+            client,
+            key_id: key_id.to_owned(),
+            algorithm,
+            public_key_der,
+        }
+    }
+
     /// Looks the key up (`key_id` may be an id, ARN, or `alias/...`) and checks that its
     /// spec suits `algorithm`.
     pub async fn connect(
@@ -95,6 +120,100 @@ impl Signer for KmsSigner {
                 KeyError::Invalid("KMS returned a malformed ECDSA signature".into())
             }),
             SigningAlgorithm::Rs256 => Ok(signature.to_vec()),
+        }
+    }
+}
+
+/// Signing keys in KMS, made and deleted for the key registry named by `registry_tag`.
+pub struct KmsVault {
+    client: Client,
+    registry_tag: String,
+    deletion_window_days: i32,
+}
+
+impl KmsVault {
+    pub fn new(client: Client, registry_tag: &str, deletion_window_days: u8) -> Self {
+        Self {
+            client,
+            registry_tag: registry_tag.to_owned(),
+            deletion_window_days: i32::from(deletion_window_days),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyVault for KmsVault {
+    async fn create_key(&self, algorithm: SigningAlgorithm) -> Result<NewKey, KeyError> {
+        let spec = match algorithm {
+            SigningAlgorithm::Es256 => KeySpec::EccNistP256,
+            SigningAlgorithm::Rs256 => KeySpec::Rsa2048,
+        };
+        let tag = Tag::builder()
+            .tag_key(REGISTRY_TAG)
+            .tag_value(&self.registry_tag)
+            .build()
+            .map_err(|e| KeyError::Invalid(format!("KMS tag: {e}")))?;
+        let created = self
+            .client
+            .create_key()
+            .key_spec(spec)
+            .key_usage(KeyUsageType::SignVerify)
+            .description(format!(
+                "tokenlife access-token signing key ({})",
+                self.registry_tag
+            ))
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| kms_error("CreateKey", e))?;
+        let arn = created
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .ok_or_else(|| KeyError::Invalid("KMS CreateKey returned no key ARN".into()))?
+            .to_owned();
+        let signer = match KmsSigner::connect(self.client.clone(), &arn, algorithm).await {
+            Ok(signer) => signer,
+            Err(error) => {
+                // Never published: do not leave it behind.
+                let _ = self.destroy_key(&arn).await;
+                return Err(error);
+            }
+        };
+        Ok(NewKey {
+            key_ref: arn,
+            algorithm,
+            public_key_der: signer.public_key_der,
+        })
+    }
+
+    fn signer(&self, key: &KeyRecord) -> Result<std::sync::Arc<dyn Signer>, KeyError> {
+        Ok(std::sync::Arc::new(KmsSigner::with_public_key(
+            self.client.clone(),
+            &key.key_ref,
+            key.algorithm,
+            key.public_key_der.clone(),
+        )))
+    }
+
+    async fn destroy_key(&self, key_ref: &str) -> Result<(), KeyError> {
+        match self
+            .client
+            .schedule_key_deletion()
+            .key_id(key_ref)
+            .pending_window_in_days(self.deletion_window_days)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already pending deletion, or gone.
+            Err(e)
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_kms_invalid_state_exception() || e.is_not_found_exception()
+                }) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(kms_error("ScheduleKeyDeletion", e)),
         }
     }
 }

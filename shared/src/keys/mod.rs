@@ -1,6 +1,8 @@
-//! Signing keys: the [`Signer`] trait (local keys now; KMS and locally-held KMS data keys
-//! fit behind it later), public keys as RFC 7517 JWKs with RFC 7638 thumbprint `kid`s, and
-//! the [`KeyRing`] that pairs the active signer with every published verification key.
+//! Signing keys: the [`Signer`] trait (local keys, KMS; locally-held KMS data keys fit
+//! behind it later), public keys as RFC 7517 JWKs with RFC 7638 thumbprint `kid`s, the
+//! [`registry`] of every key's lifecycle state, its [`rotation`], the [`vault`]s that hold
+//! private keys, and [`Keys`]: the cached [`KeyRing`] that pairs the active signer with
+//! every published verification key.
 //!
 //! Verification pins the algorithm per key: a token is checked only with the algorithm the
 //! key's JWK declares, never the one its header asks for.
@@ -8,17 +10,26 @@
 pub mod der;
 pub mod kms;
 mod local;
+pub mod registry;
+pub mod rotation;
+pub mod vault;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::secrets::{b64url, sha256};
-pub use kms::KmsSigner;
+use crate::store::StoreError;
+pub use kms::{KmsSigner, KmsVault};
 pub use local::LocalSigner;
+pub use registry::{KeyRecord, KeyRegistry, KeyRegistryDocument, KeyState, SaveOutcome};
+pub use rotation::{KeyRotation, RotationPolicy, RotationReport};
+pub use vault::{KeyVault, LocalVault, NewKey};
 
 /// The JWS algorithms tokenlife signs with. `none` and HMAC are deliberately absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,90 +193,192 @@ impl PublicKey {
     }
 }
 
-type KeyRingFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<KeyRing, KeyError>> + Send>>;
-
-/// The key ring, ready now (local keys) or loaded on first use (KMS: `GetPublicKey` is a
-/// network call, kept out of a Lambda's init). A failed load is retried by the next caller.
+/// The key ring every operation uses, rebuilt from the registry at most every
+/// `cache_ttl`: signers pick up a promotion, verifiers a new or retired key, within that
+/// time (a process that changed the registry itself [`Keys::invalidate`]s at once). Loaded
+/// on first use, so a Lambda's init makes no network call; a failed load is retried by the
+/// next caller. A token whose `kid` is unknown may force one early reload, at most once per
+/// [`UNKNOWN_KID_RELOAD_INTERVAL_MS`].
 pub struct Keys {
-    ring: tokio::sync::OnceCell<KeyRing>,
-    load: Option<Box<dyn Fn() -> KeyRingFuture + Send + Sync>>,
+    registry: Arc<dyn KeyRegistry>,
+    vault: Arc<dyn KeyVault>,
+    clock: Arc<dyn Clock>,
+    cache_ttl_ms: u64,
+    cached: RwLock<Option<CachedRing>>,
+    /// One reload at a time; the others wait for its result.
+    reloading: tokio::sync::Mutex<()>,
+    last_unknown_kid_reload_ms: AtomicU64,
+}
+
+/// The fewest milliseconds between two reloads forced by unknown `kid`s: garbage `kid`s
+/// cannot make a process hammer the registry.
+pub const UNKNOWN_KID_RELOAD_INTERVAL_MS: u64 = 5_000;
+
+struct CachedRing {
+    ring: Arc<KeyRing>,
+    loaded_ms: u64,
 }
 
 impl Keys {
-    pub fn ready(ring: KeyRing) -> Self {
+    pub fn new(
+        registry: Arc<dyn KeyRegistry>,
+        vault: Arc<dyn KeyVault>,
+        clock: Arc<dyn Clock>,
+        cache_ttl_secs: u64,
+    ) -> Self {
         Self {
-            ring: tokio::sync::OnceCell::new_with(Some(ring)),
-            load: None,
+            registry,
+            vault,
+            clock,
+            cache_ttl_ms: cache_ttl_secs.saturating_mul(1000),
+            cached: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            last_unknown_kid_reload_ms: AtomicU64::new(0),
         }
     }
 
-    pub fn lazy<F, Fut>(load: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<KeyRing, KeyError>> + Send + 'static,
-    {
-        Self {
-            ring: tokio::sync::OnceCell::new(),
-            load: Some(Box::new(move || Box::pin(load()))),
+    /// The current ring: cached if younger than the cache TTL, else reloaded.
+    pub async fn ring(&self) -> Result<Arc<KeyRing>, KeyError> {
+        if let Some(ring) = self.fresh(self.clock.now_ms()) {
+            return Ok(ring);
         }
+        let _reloading = self.reloading.lock().await;
+        // Someone else may have reloaded while we waited.
+        if let Some(ring) = self.fresh(self.clock.now_ms()) {
+            return Ok(ring);
+        }
+        self.reload().await
     }
 
-    pub async fn get(&self) -> Result<&KeyRing, KeyError> {
-        self.ring
-            .get_or_try_init(|| async {
-                match &self.load {
-                    Some(load) => load().await,
-                    None => Err(KeyError::Invalid(
-                        "no key ring and no way to load one".into(),
-                    )),
-                }
-            })
-            .await
+    /// A ring reloaded because a token named `kid`, which `stale` does not know — or
+    /// `None` when a reload happened too recently (the token is then rejected).
+    pub async fn ring_for_unknown_kid(
+        &self,
+        stale: &KeyRing,
+        kid: &str,
+    ) -> Result<Option<Arc<KeyRing>>, KeyError> {
+        let now = self.clock.now_ms();
+        let last = self.last_unknown_kid_reload_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < UNKNOWN_KID_RELOAD_INTERVAL_MS {
+            // Rate-limited, but a reload by someone else since may know it.
+            return Ok(self
+                .fresh(now)
+                .filter(|ring| ring.verification_key(kid).is_some()));
+        }
+        let _reloading = self.reloading.lock().await;
+        // Someone else may have reloaded while we waited.
+        if let Some(ring) = self
+            .fresh(now)
+            .filter(|ring| !std::ptr::eq(ring.as_ref(), stale))
+            .filter(|ring| ring.verification_key(kid).is_some())
+        {
+            return Ok(Some(ring));
+        }
+        self.last_unknown_kid_reload_ms
+            .store(now, Ordering::Relaxed);
+        self.reload().await.map(Some)
+    }
+
+    /// Forgets the cached ring: the next use reloads (after this process changed the
+    /// registry).
+    pub fn invalidate(&self) {
+        *self.write_cache() = None;
+    }
+
+    fn fresh(&self, now_ms: u64) -> Option<Arc<KeyRing>> {
+        let cached = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        cached
+            .as_ref()
+            .filter(|c| now_ms.saturating_sub(c.loaded_ms) < self.cache_ttl_ms)
+            .map(|c| c.ring.clone())
+    }
+
+    async fn reload(&self) -> Result<Arc<KeyRing>, KeyError> {
+        let registry = self.registry.load_keys().await.map_err(KeyError::from)?;
+        let ring = Arc::new(KeyRing::from_registry(&registry.keys, self.vault.as_ref())?);
+        *self.write_cache() = Some(CachedRing {
+            ring: ring.clone(),
+            loaded_ms: self.clock.now_ms(),
+        });
+        Ok(ring)
+    }
+
+    fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, Option<CachedRing>> {
+        self.cached.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The active signer and every published verification key, looked up by `kid`.
+impl From<StoreError> for KeyError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(what) => KeyError::Unavailable(format!("key registry: {what}")),
+            StoreError::Broken(what) => KeyError::Invalid(format!("key registry: {what}")),
+        }
+    }
+}
+
+/// The active signer (if any) and every published verification key, looked up by `kid`.
 pub struct KeyRing {
-    signer: Arc<dyn Signer>,
-    signer_kid: String,
+    signer: Option<(Arc<dyn Signer>, String)>,
     published: Vec<PublicKey>,
     by_kid: HashMap<String, usize>,
 }
 
 impl KeyRing {
-    /// A ring whose only key is `signer`'s.
+    /// A ring whose only key is `signer`'s (tests and benchmarks).
     pub fn single(signer: Arc<dyn Signer>) -> Result<Self, KeyError> {
-        Self::new(signer, Vec::new())
+        let own = PublicKey::from_spki_der(signer.public_key_der(), signer.algorithm())?;
+        let kid = own.kid().to_owned();
+        Ok(Self::assemble(Some((signer, kid)), vec![own]))
     }
 
-    /// A ring that signs with `signer` and publishes `published` plus the signer's own
-    /// public key (added if missing).
-    pub fn new(signer: Arc<dyn Signer>, mut published: Vec<PublicKey>) -> Result<Self, KeyError> {
-        let own = PublicKey::from_spki_der(signer.public_key_der(), signer.algorithm())?;
-        let signer_kid = own.kid().to_owned();
-        if !published.iter().any(|k| k.kid() == signer_kid) {
-            published.push(own);
+    /// The ring the registry describes: every published key verifies; the active one
+    /// signs (through `vault`). A record whose public key does not parse, or whose `kid`
+    /// does not match it, is refused rather than published.
+    pub fn from_registry(keys: &[KeyRecord], vault: &dyn KeyVault) -> Result<Self, KeyError> {
+        let mut published = Vec::new();
+        let mut signer = None;
+        for record in keys.iter().filter(|k| k.state.is_published()) {
+            let key = PublicKey::from_spki_der(&record.public_key_der, record.algorithm)?;
+            if key.kid() != record.kid {
+                return Err(KeyError::Invalid(format!(
+                    "registry key {} does not match its public key",
+                    record.kid
+                )));
+            }
+            if record.state == KeyState::Active {
+                signer = Some((vault.signer(record)?, record.kid.clone()));
+            }
+            published.push(key);
         }
+        Ok(Self::assemble(signer, published))
+    }
+
+    fn assemble(signer: Option<(Arc<dyn Signer>, String)>, published: Vec<PublicKey>) -> Self {
         let by_kid = published
             .iter()
             .enumerate()
             .map(|(i, k)| (k.kid().to_owned(), i))
             .collect();
-        Ok(Self {
+        Self {
             signer,
-            signer_kid,
             published,
             by_kid,
-        })
+        }
     }
 
-    pub fn signer(&self) -> &dyn Signer {
-        self.signer.as_ref()
-    }
-
-    pub fn signer_kid(&self) -> &str {
-        &self.signer_kid
+    /// The active key's signer and `kid`; none before setup, or while an emergency
+    /// retirement is being recorded.
+    pub fn signer(&self) -> Result<(&dyn Signer, &str), KeyError> {
+        self.signer
+            .as_ref()
+            .map(|(signer, kid)| (signer.as_ref(), kid.as_str()))
+            .ok_or_else(|| {
+                KeyError::Unavailable(
+                    "there is no active signing key (run `tokenlife setup` or the rotate-keys function)"
+                        .into(),
+                )
+            })
     }
 
     pub fn verification_key(&self, kid: &str) -> Option<&PublicKey> {

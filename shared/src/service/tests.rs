@@ -17,7 +17,7 @@ struct Fixture {
     clock: Arc<ManualClock>,
 }
 
-fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
+async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     let mut config = Config {
         argon2: Argon2Params::CHEAPEST,
         refresh_grace_secs: 5,
@@ -25,8 +25,9 @@ fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     };
     edit(&mut config);
     let clock = Arc::new(ManualClock::new(START_MS));
-    let (app, store) =
-        App::embedded_with_store(config, "https://issuer.test", clock.clone()).unwrap();
+    let (app, store) = App::embedded_with_store(config, "https://issuer.test", clock.clone())
+        .await
+        .unwrap();
     Fixture {
         service: app.service,
         store,
@@ -34,8 +35,8 @@ fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
     }
 }
 
-fn fixture() -> Fixture {
-    fixture_with(|_| {})
+async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
 }
 
 impl Fixture {
@@ -72,7 +73,7 @@ fn assert_invalid_grant<T>(result: Result<T, Error>) {
 
 #[tokio::test]
 async fn login_issues_verifiable_tokens() {
-    let f = fixture();
+    let f = fixture().await;
     f.add_user("alice", &["user", "admin"]).await;
     let grant = f.login("alice").await;
     assert_eq!(grant.token_type, "Bearer");
@@ -92,7 +93,7 @@ async fn login_issues_verifiable_tokens() {
 
 #[tokio::test]
 async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
-    let f = fixture();
+    let f = fixture().await;
     f.add_user("alice", &["user"]).await;
     let attempt =
         |username: &str, password: &str| f.service.login(LoginRequest::new(username, password));
@@ -109,7 +110,7 @@ async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
 
 #[tokio::test]
 async fn scopes_can_be_narrowed_not_widened() {
-    let f = fixture();
+    let f = fixture().await;
     f.add_user("bob", &["user"]).await;
     let request = |scope: &str| LoginRequest {
         username: "bob".into(),
@@ -129,7 +130,7 @@ async fn scopes_can_be_narrowed_not_widened() {
 
 #[tokio::test]
 async fn refresh_rotates_and_spent_tokens_are_reuse() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 0);
+    let f = fixture_with(|c| c.refresh_grace_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -156,7 +157,7 @@ async fn refresh_rotates_and_spent_tokens_are_reuse() {
 
 #[tokio::test]
 async fn grace_window_returns_the_same_successor_then_becomes_reuse() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 5);
+    let f = fixture_with(|c| c.refresh_grace_secs = 5).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -174,7 +175,7 @@ async fn grace_window_returns_the_same_successor_then_becomes_reuse() {
 
 #[tokio::test]
 async fn just_spent_token_after_the_window_is_reuse() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 2);
+    let f = fixture_with(|c| c.refresh_grace_secs = 2).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -185,7 +186,7 @@ async fn just_spent_token_after_the_window_is_reuse() {
 
 #[tokio::test]
 async fn guesses_and_garbage_change_nothing() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 0);
+    let f = fixture_with(|c| c.refresh_grace_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let sid = grant.refresh_token.split('.').next().unwrap();
@@ -214,7 +215,8 @@ async fn sessions_end_at_their_absolute_lifetime_and_idle_timeout() {
     let f = fixture_with(|c| {
         c.refresh_ttl_secs = 3600;
         c.refresh_idle_secs = 600;
-    });
+    })
+    .await;
     f.add_user("alice", &["user"]).await;
     let mut token = f.login("alice").await.refresh_token;
     for _ in 0..6 {
@@ -235,7 +237,8 @@ async fn access_tokens_expire() {
     let f = fixture_with(|c| {
         c.access_ttl_secs = 60;
         c.leeway_secs = 0;
-    });
+    })
+    .await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     f.clock.advance_secs(59);
@@ -249,7 +252,7 @@ async fn access_tokens_expire() {
 
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_the_session_and_its_access_tokens() {
-    let f = fixture();
+    let f = fixture().await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let other = f.login("alice").await;
@@ -273,7 +276,7 @@ async fn revoking_a_refresh_token_ends_the_session_and_its_access_tokens() {
 
 #[tokio::test]
 async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
-    let f = fixture_with(|c| c.leeway_secs = 0);
+    let f = fixture_with(|c| c.leeway_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let sibling = f.refresh(&grant.refresh_token).await.unwrap();
@@ -298,7 +301,7 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
             f.service
                 .verifier
                 .verify_ignoring_time(
-                    f.service.deps.keys.get().await.unwrap(),
+                    &f.service.deps.keys.ring().await.unwrap(),
                     &grant.access_token,
                 )
                 .unwrap()
@@ -312,7 +315,7 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
 
 #[tokio::test]
 async fn revoke_user_needs_admin_and_spares_later_logins() {
-    let f = fixture();
+    let f = fixture().await;
     f.add_user("root", &["user", "admin"]).await;
     f.add_user("alice", &["user"]).await;
     let admin = f
@@ -345,7 +348,7 @@ async fn revoke_user_needs_admin_and_spares_later_logins() {
 
 #[tokio::test]
 async fn user_revocation_also_stops_the_grace_window() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 5);
+    let f = fixture_with(|c| c.refresh_grace_secs = 5).await;
     f.add_user("root", &["admin"]).await;
     f.add_user("alice", &["user"]).await;
     let admin = f
@@ -363,7 +366,7 @@ async fn user_revocation_also_stops_the_grace_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_rotate_exactly_once() {
     for grace in [0, 5] {
-        let f = fixture_with(|c| c.refresh_grace_secs = grace);
+        let f = fixture_with(|c| c.refresh_grace_secs = grace).await;
         f.add_user("alice", &["user"]).await;
         let token = f.login("alice").await.refresh_token;
         let tasks: Vec<_> = (0..30)
@@ -406,7 +409,7 @@ async fn concurrent_refreshes_rotate_exactly_once() {
 
 #[tokio::test]
 async fn stored_sessions_hold_no_usable_token() {
-    let f = fixture();
+    let f = fixture().await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -434,7 +437,7 @@ async fn stored_sessions_hold_no_usable_token() {
 
 #[tokio::test]
 async fn revoked_answers_are_cached_until_the_token_expires() {
-    let f = fixture_with(|c| c.leeway_secs = 0);
+    let f = fixture_with(|c| c.leeway_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     f.service.revoke(&grant.access_token, None).await.unwrap();
@@ -444,7 +447,7 @@ async fn revoked_answers_are_cached_until_the_token_expires() {
         .service
         .verifier
         .verify_ignoring_time(
-            f.service.deps.keys.get().await.unwrap(),
+            &f.service.deps.keys.ring().await.unwrap(),
             &grant.access_token,
         )
         .unwrap()
@@ -457,7 +460,7 @@ async fn revoked_answers_are_cached_until_the_token_expires() {
 
 #[tokio::test]
 async fn reuse_is_detected_whatever_else_the_request_says() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 0);
+    let f = fixture_with(|c| c.refresh_grace_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();

@@ -1,5 +1,5 @@
-//! The DynamoDB backend: users, sessions and revocations in three tables (names from
-//! config), on-demand, with `expires_at` (epoch seconds) as the TTL attribute of sessions
+//! The DynamoDB backend: users, sessions, revocations and the signing-key registry in four
+//! tables (names from config), on-demand, with `expires_at` (epoch seconds) as the TTL attribute of sessions
 //! and revocations.
 //!
 //! | table | key | attributes |
@@ -7,6 +7,7 @@
 //! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL |
 //! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
 //! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`) | `expires_at` N (TTL), `until_ms` N (for `sub#`) |
+//! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N} |
 //!
 //! Consistency: session reads are strongly consistent (rotation decides on them, and the
 //! write that follows is conditional anyway). Revocation lookups on verify are one
@@ -17,7 +18,8 @@
 //!
 //! Every read-modify-write is conditional: rotation is a TransactWriteItems of an update
 //! conditioned on the generation plus a condition check on the user's `sub#` entry; ending a
-//! session is a transaction of the `ended` flag and the `sid#` entry.
+//! session is a transaction of the `ended` flag and the `sid#` entry; the key registry is
+//! one item replaced by a PutItem conditioned on its `version` (see [`crate::keys::registry`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,19 +34,22 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    ReplaceOutcome, Revocation, RevocationKey, Rotation, Session, SessionStore, StoreError, User,
-    UserStore,
+    KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation, RevocationKey,
+    Rotation, SaveOutcome, Session, SessionStore, StoreError, User, UserStore,
 };
 use crate::clock::Clock;
+use crate::keys::{KeyState, SigningAlgorithm};
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The three table names.
+/// The table names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     pub users: String,
     pub sessions: String,
     pub revocations: String,
+    /// The signing-key registry (one item).
+    pub keys: String,
 }
 
 /// Name of the sessions table's index by user.
@@ -235,6 +240,61 @@ fn session_from_item(item: &Item) -> Result<Session, StoreError> {
         reuse_key: get_b32(item, "reuse_key")?,
         last_rotation,
         ended: get_bool(item, "ended"),
+    })
+}
+
+/// The key of the keys table's one item.
+const KEY_REGISTRY_ID: &str = "registry";
+
+fn key_record_to_value(key: &KeyRecord) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("kid".to_owned(), s(&key.kid)),
+        ("key_ref".to_owned(), s(&key.key_ref)),
+        ("alg".to_owned(), s(key.algorithm.name())),
+        ("public_key".to_owned(), b(&key.public_key_der)),
+        ("state".to_owned(), s(key.state.name())),
+        ("published_at".to_owned(), n(key.published_at)),
+        ("state_since".to_owned(), n(key.state_since)),
+    ]))
+}
+
+fn key_record_from_value(value: &AttributeValue) -> Result<KeyRecord, StoreError> {
+    let AttributeValue::M(item) = value else {
+        return Err(StoreError::Broken("a stored key is not a map".into()));
+    };
+    let alg = get_s(item, "alg")?;
+    let state = get_s(item, "state")?;
+    Ok(KeyRecord {
+        kid: get_s(item, "kid")?,
+        key_ref: get_s(item, "key_ref")?,
+        algorithm: SigningAlgorithm::from_name(&alg)
+            .ok_or_else(|| StoreError::Broken(format!("stored key has unknown alg {alg:?}")))?,
+        public_key_der: match item.get("public_key") {
+            Some(AttributeValue::B(der)) => der.as_ref().to_vec(),
+            _ => return Err(StoreError::Broken("stored key lacks its public key".into())),
+        },
+        state: KeyState::from_name(&state)
+            .ok_or_else(|| StoreError::Broken(format!("stored key has unknown state {state:?}")))?,
+        published_at: get_n(item, "published_at")?,
+        state_since: get_n(item, "state_since")?,
+    })
+}
+
+fn key_registry_from_item(item: &Item) -> Result<KeyRegistryDocument, StoreError> {
+    let keys = match item.get("keys") {
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(key_record_from_value)
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(StoreError::Broken(
+                "the key registry lacks its key list".into(),
+            ));
+        }
+    };
+    Ok(KeyRegistryDocument {
+        version: get_n(item, "version")?,
+        keys,
     })
 }
 
@@ -569,9 +629,92 @@ impl SessionStore for DynamoStore {
     }
 }
 
+#[async_trait]
+impl KeyRegistry for DynamoStore {
+    async fn load_keys(&self) -> Result<KeyRegistryDocument, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.keys)
+            .key("id", s(KEY_REGISTRY_ID))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem keys", e))?;
+        match output.item.as_ref() {
+            Some(item) => key_registry_from_item(item),
+            None => Ok(KeyRegistryDocument::default()),
+        }
+    }
+
+    async fn save_keys(
+        &self,
+        keys: &[KeyRecord],
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        let item = HashMap::from([
+            ("id".to_owned(), s(KEY_REGISTRY_ID)),
+            ("version".to_owned(), n(expected_version + 1)),
+            (
+                "keys".to_owned(),
+                AttributeValue::L(keys.iter().map(key_record_to_value).collect()),
+            ),
+        ]);
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.tables.keys)
+            .set_item(Some(item));
+        request = if expected_version == 0 {
+            request.condition_expression("attribute_not_exists(id)")
+        } else {
+            request
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(expected_version))
+        };
+        match request.send().await {
+            Ok(_) => Ok(SaveOutcome::Saved),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(SaveOutcome::Conflict)
+            }
+            Err(error) => Err(sdk_error("PutItem keys", error)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_registry_round_trips() {
+        let registry = KeyRegistryDocument {
+            version: 3,
+            keys: vec![KeyRecord {
+                kid: "k1".into(),
+                key_ref: "arn:aws:kms:eu-west-1:000000000000:key/1".into(),
+                algorithm: SigningAlgorithm::Rs256,
+                public_key_der: vec![1, 2, 3],
+                state: KeyState::Retiring,
+                published_at: 10,
+                state_since: 20,
+            }],
+        };
+        let mut item = HashMap::from([
+            ("version".to_owned(), n(3)),
+            (
+                "keys".to_owned(),
+                AttributeValue::L(registry.keys.iter().map(key_record_to_value).collect()),
+            ),
+        ]);
+        assert_eq!(key_registry_from_item(&item).unwrap(), registry);
+        item.insert("keys".to_owned(), s("not a list"));
+        assert!(key_registry_from_item(&item).is_err());
+    }
 
     #[test]
     fn items_round_trip() {

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    ReplaceOutcome, Revocation, RevocationKey, Session, SessionStore, StoreError, User, UserStore,
+    KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation, RevocationKey,
+    SaveOutcome, Session, SessionStore, StoreError, User, UserStore,
 };
 use crate::clock::Clock;
 
@@ -27,6 +28,7 @@ struct State {
     users: HashMap<String, User>,
     sessions: HashMap<String, Session>,
     revocations: HashMap<RevocationKey, Revocation>,
+    keys: KeyRegistryDocument,
 }
 
 impl MemoryStore {
@@ -155,5 +157,28 @@ impl SessionStore for MemoryStore {
             .iter()
             .filter_map(|key| state.revocations.get(key).cloned())
             .collect())
+    }
+}
+
+#[async_trait]
+impl KeyRegistry for MemoryStore {
+    async fn load_keys(&self) -> Result<KeyRegistryDocument, StoreError> {
+        Ok(self.lock().keys.clone())
+    }
+
+    async fn save_keys(
+        &self,
+        keys: &[KeyRecord],
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError> {
+        let mut state = self.lock();
+        if state.keys.version != expected_version {
+            return Ok(SaveOutcome::Conflict);
+        }
+        state.keys = KeyRegistryDocument {
+            version: expected_version + 1,
+            keys: keys.to_vec(),
+        };
+        Ok(SaveOutcome::Saved)
     }
 }

@@ -1,6 +1,7 @@
-//! Storage: the records tokenlife keeps and the traits every backend implements. The
-//! in-memory backend ([`memory`]) is the embedded default; a DynamoDB backend implements
-//! the same traits.
+//! Storage: the records tokenlife keeps and the traits every backend implements — users,
+//! sessions, revocations, and the signing-key registry ([`KeyRegistry`], defined with the
+//! keys). The in-memory backend ([`memory`]) is the embedded default; a DynamoDB backend
+//! implements the same traits.
 //!
 //! Contract for every backend:
 //! - Every read-modify-write is conditional ([`SessionStore::replace_session`] succeeds only
@@ -15,6 +16,7 @@ pub mod memory;
 
 use async_trait::async_trait;
 
+pub use crate::keys::{KeyRecord, KeyRegistry, KeyRegistryDocument, SaveOutcome};
 pub use dynamodb::{DynamoStore, TableNames};
 pub use memory::MemoryStore;
 
