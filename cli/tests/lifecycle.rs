@@ -57,6 +57,8 @@ fn aws_env() -> Vec<(String, String)> {
 struct Server {
     child: Child,
     base: String,
+    /// The TOKENLIFE_* settings it runs with (for `tokenlife keys` against the same tables).
+    env: Vec<(String, String)>,
     output: Arc<Mutex<String>>,
     agent: ureq::Agent,
 }
@@ -147,6 +149,7 @@ impl Server {
         Server {
             child,
             base,
+            env,
             output,
             agent,
         }
@@ -832,4 +835,395 @@ fn bad_configuration_fails_at_start_naming_the_variable() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// The path of an installed `tests/jose/<script>` (`./scripts/test` installs them).
+fn jose_script(script: &str) -> std::path::PathBuf {
+    let Ok(verifier) = std::env::var("TOKENLIFE_JOSE_VERIFIER") else {
+        panic!(
+            "TOKENLIFE_JOSE_VERIFIER is not set: run ./scripts/test, which installs the Node jose \
+             verifier (tests/jose) with npm and sets it, or set it to the path of an installed verify.mjs"
+        );
+    };
+    std::path::Path::new(&verifier).with_file_name(script)
+}
+
+/// A long-running third-party JWKS client (jose's `createRemoteJWKSet`, with its own cache
+/// of our key set): `tests/jose/verify-stream.mjs`.
+struct JoseClient {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl JoseClient {
+    /// Caches the key set for `cache_max_age_ms`; refetches on an unknown kid at most once
+    /// per `cooldown_ms`.
+    fn start(server: &Server, audience: &str, cache_max_age_ms: u64, cooldown_ms: u64) -> Self {
+        let mut child = Command::new("node")
+            .arg(jose_script("verify-stream.mjs"))
+            .arg(format!("{}/.well-known/jwks.json", server.base))
+            .args([&server.base, audience])
+            .args([cache_max_age_ms.to_string(), cooldown_ms.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs (Node 20 is on the machine)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn verify(&mut self, token: &str) -> Value {
+        use std::io::Write;
+        writeln!(self.stdin, "{token}").expect("jose client is running");
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("jose client said {line:?}"))
+    }
+}
+
+impl Drop for JoseClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The `kid` and `exp` of an access token (read, not verified).
+fn kid_and_exp(token: &str) -> (String, u64) {
+    let part = |i: usize| -> Value {
+        let text = token.split('.').nth(i).unwrap();
+        serde_json::from_slice(&tokenlife::secrets::b64url_decode(text).unwrap()).unwrap()
+    };
+    (
+        part(0)["kid"].as_str().unwrap().to_owned(),
+        part(1)["exp"].as_u64().unwrap(),
+    )
+}
+
+impl Server {
+    /// The signing keys as (kid, state), from the admin route.
+    fn keys(&self) -> Vec<(String, String)> {
+        let admin = self
+            .login("root", ROOT_PASSWORD)
+            .expect(200)
+            .text("access_token");
+        let bearer = format!("Bearer {admin}");
+        let answer = self
+            .send("GET", "/admin/keys", &[("authorization", &bearer)], None)
+            .expect(200);
+        answer.body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k.text_of("kid"), k.text_of("state")))
+            .collect()
+    }
+
+    /// A rotation step or an emergency retirement (`command` = ["rotate"] or ["retire",
+    /// kid]): through the admin route on the embedded default (the keys live in the server),
+    /// through `tokenlife keys` — another process — on aws. Returns what was done.
+    fn keys_command(&self, backend: Backend, command: &[&str]) -> String {
+        match backend {
+            Backend::Memory => {
+                let admin = self
+                    .login("root", ROOT_PASSWORD)
+                    .expect(200)
+                    .text("access_token");
+                let path = match command {
+                    ["rotate"] => "/admin/keys/rotate".to_owned(),
+                    ["retire", kid] => format!("/admin/keys/{kid}/retire"),
+                    other => panic!("no route for {other:?}"),
+                };
+                let bearer = format!("Bearer {admin}");
+                let answer = self.send("POST", &path, &[("authorization", &bearer)], None);
+                assert_eq!(answer.status, 200, "{path}: {:?}", answer.body);
+                answer.body["actions"].to_string()
+            }
+            Backend::Aws => {
+                let output = Command::new(env!("CARGO_BIN_EXE_tokenlife"))
+                    .arg("keys")
+                    .args(command)
+                    .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .output()
+                    .expect("run tokenlife keys");
+                let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+                assert!(
+                    output.status.success(),
+                    "tokenlife keys {command:?}: {stdout} {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                stdout
+            }
+        }
+    }
+}
+
+trait TextOf {
+    fn text_of(&self, field: &str) -> String;
+}
+
+impl TextOf for Value {
+    fn text_of(&self, field: &str) -> String {
+        self[field].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Short lifetimes so that a whole key lifecycle takes seconds: access tokens live 3 s, no
+/// leeway, key rings are re-read every second, clients may cache the JWKS for a second. The
+/// publish delay is left to its default (max-age + cache TTL = 2 s); a retiring key goes
+/// 3 + 0 + 1 = 4 s after its successor's promotion.
+const FAST_KEY_LIFECYCLE: &[(&str, &str)] = &[
+    ("TOKENLIFE_ACCESS_TTL", "3"),
+    ("TOKENLIFE_LEEWAY", "0"),
+    ("TOKENLIFE_KEY_CACHE_TTL", "1"),
+    ("TOKENLIFE_JWKS_MAX_AGE", "1"),
+];
+
+/// One token issued during the rotation test.
+struct Issued {
+    token: String,
+    kid: String,
+    exp: u64,
+    /// When the login that made it was sent.
+    requested_ms: u64,
+}
+
+#[test]
+fn keys_rotate_with_no_failed_verification_in_memory() {
+    keys_rotate_with_no_failed_verification(Backend::Memory);
+}
+
+#[test]
+fn keys_rotate_with_no_failed_verification_on_aws() {
+    keys_rotate_with_no_failed_verification(Backend::Aws);
+}
+
+/// While a loop logs in and verifies continuously — with /userinfo and with a jose JWKS
+/// client that caches our key set for the JWKS max-age — rotation steps move keys through
+/// pending -> active -> retiring -> retired. No verification may fail; old tokens verify
+/// until they expire (before their key retires); new tokens carry a new kid only after its
+/// promotion. (A client that caches the JWKS for longer than the max-age does fail here:
+/// with a 10 s cache, about a fifth of jose's verifications fail.)
+fn keys_rotate_with_no_failed_verification(backend: Backend) {
+    let server = Server::start(backend, FAST_KEY_LIFECYCLE);
+    // jose may refetch on an unknown kid only once a minute: it must know every key from
+    // the pre-published JWKS, not from a refetch after a failure.
+    let mut jose = JoseClient::start(&server, "tokenlife", 1000, 60_000);
+    let first = server.keys();
+    assert_eq!(first.len(), 1, "setup leaves one key: {first:?}");
+    assert_eq!(first[0].1, "active");
+    let key_a = first[0].0.clone();
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (issued, failures, verifications, steps) = std::thread::scope(|scope| {
+        let traffic = scope.spawn(|| {
+            let mut issued: Vec<Issued> = Vec::new();
+            let mut failures: Vec<String> = Vec::new();
+            let mut verifications = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let requested_ms = now_ms();
+                let token = server
+                    .login("alice", ALICE_PASSWORD)
+                    .expect(200)
+                    .text("access_token");
+                let (kid, exp) = kid_and_exp(&token);
+                issued.push(Issued {
+                    token,
+                    kid,
+                    exp,
+                    requested_ms,
+                });
+                // The newest token, and the oldest still-valid token of each key (the one
+                // nearest its expiry); a margin of a second keeps clear of expiry itself.
+                let now_secs = now_ms() / 1000;
+                let mut to_check: Vec<&Issued> = vec![issued.last().unwrap()];
+                for candidate in issued.iter().filter(|t| t.exp > now_secs + 1) {
+                    if !to_check.iter().any(|t| t.kid == candidate.kid) {
+                        to_check.push(candidate);
+                    }
+                }
+                for token in to_check {
+                    let answer = server.userinfo(&token.token);
+                    if answer.status != 200 {
+                        failures.push(format!("userinfo {}: {:?}", token.kid, answer.body));
+                    }
+                    let answer = jose.verify(&token.token);
+                    if answer["ok"] != true {
+                        failures.push(format!("jose {}: {answer}", token.kid));
+                    }
+                    verifications += 2;
+                }
+            }
+            (issued, failures, verifications)
+        });
+        let mut steps = Vec::new();
+        let mut step = |label: &str| {
+            let started_ms = now_ms();
+            let said = server.keys_command(backend, &["rotate"]);
+            steps.push((label.to_owned(), started_ms, said));
+        };
+        std::thread::sleep(Duration::from_millis(1500));
+        step("pre-publish B");
+        // More than the publish delay (2 s, in whole seconds).
+        std::thread::sleep(Duration::from_millis(3200));
+        step("promote B, pre-publish C");
+        // More than the retire window (4 s, in whole seconds).
+        std::thread::sleep(Duration::from_millis(5200));
+        step("retire A, promote C, pre-publish D");
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (issued, failures, verifications) = traffic.join().unwrap();
+        (issued, failures, verifications, steps)
+    });
+
+    assert!(
+        failures.is_empty(),
+        "{backend:?}: {} of {verifications} verifications failed: {failures:#?}\nsteps: {steps:#?}",
+        failures.len()
+    );
+    for (label, _, said) in &steps {
+        assert!(
+            said.contains("created pending key"),
+            "{label}: every step pre-publishes the next key: {said}"
+        );
+    }
+    assert!(steps[1].2.contains("promoted"), "{:?}", steps[1]);
+    assert!(
+        steps[2].2.contains(&format!("retired {key_a}")),
+        "{:?}",
+        steps[2]
+    );
+    // The kids in order of issue: A, then B only after B's promotion began, then C only
+    // after its own.
+    let mut kids: Vec<&str> = Vec::new();
+    for token in &issued {
+        if kids.last() != Some(&token.kid.as_str()) {
+            kids.push(&token.kid);
+        }
+    }
+    assert_eq!(
+        kids.len(),
+        3,
+        "{backend:?}: signing keys in use, in order: {kids:?}"
+    );
+    assert_eq!(kids[0], key_a);
+    for (kid, step) in [(kids[1], &steps[1]), (kids[2], &steps[2])] {
+        let first_use = issued.iter().find(|t| t.kid == kid).unwrap();
+        assert!(
+            first_use.requested_ms >= step.1,
+            "{kid} signed before the step that promoted it ({})",
+            step.0
+        );
+    }
+    assert!(
+        issued.len() > 20 && verifications > 40,
+        "the loop ran: {} logins, {verifications} verifications",
+        issued.len()
+    );
+    // A is gone from the JWKS, and its tokens are refused (they had all expired, too).
+    let jwks = server
+        .send("GET", "/.well-known/jwks.json", &[], None)
+        .expect(200);
+    let published: Vec<String> = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.text_of("kid"))
+        .collect();
+    assert!(!published.contains(&key_a), "{published:?}");
+    assert_eq!(
+        published.len(),
+        3,
+        "B retiring, C active, D pending: {published:?}"
+    );
+    let last_of_a = issued.iter().rev().find(|t| t.kid == key_a).unwrap();
+    server.userinfo(&last_of_a.token).expect(401);
+    let states: Vec<String> = server.keys().into_iter().map(|(_, state)| state).collect();
+    assert_eq!(states, ["pending", "active", "retiring", "retired"]);
+}
+
+#[test]
+fn a_leaked_key_is_retired_at_once_in_memory() {
+    a_leaked_key_is_retired_at_once(Backend::Memory);
+}
+
+#[test]
+fn a_leaked_key_is_retired_at_once_on_aws() {
+    a_leaked_key_is_retired_at_once(Backend::Aws);
+}
+
+/// Emergency retirement of the active key: its unexpired tokens are refused (within the key
+/// cache TTL, 1 s here), it leaves the JWKS, the pre-published key signs at once, logins go
+/// on, and a jose client with a fresh copy of the JWKS refuses the old tokens too.
+fn a_leaked_key_is_retired_at_once(backend: Backend) {
+    let server = Server::start(
+        backend,
+        &[
+            ("TOKENLIFE_KEY_CACHE_TTL", "1"),
+            ("TOKENLIFE_JWKS_MAX_AGE", "1"),
+        ],
+    );
+    let leaked_token = server
+        .login("alice", ALICE_PASSWORD)
+        .expect(200)
+        .text("access_token");
+    let (leaked, _) = kid_and_exp(&leaked_token);
+    server.userinfo(&leaked_token).expect(200);
+    server.keys_command(backend, &["rotate"]); // pre-publishes the next key
+    let said = server.keys_command(backend, &["retire", &leaked]);
+    assert!(said.contains(&format!("retired {leaked}")), "{said}");
+    assert!(
+        said.contains("promoted"),
+        "the pending key signs at once: {said}"
+    );
+
+    // Within the key cache TTL (the aws server learns it from the registry).
+    let deadline = now_ms() + 3000;
+    while server.userinfo(&leaked_token).status == 200 {
+        assert!(now_ms() < deadline, "the leaked key's token still verifies");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+        .userinfo(&leaked_token)
+        .expect_error(401, "invalid_token");
+    let jwks = server
+        .send("GET", "/.well-known/jwks.json", &[], None)
+        .expect(200);
+    assert!(
+        !jwks.body.to_string().contains(&leaked),
+        "the leaked key left the JWKS"
+    );
+    let fresh = server
+        .login("alice", ALICE_PASSWORD)
+        .expect(200)
+        .text("access_token");
+    let (kid, _) = kid_and_exp(&fresh);
+    assert_ne!(kid, leaked);
+    server.userinfo(&fresh).expect(200);
+    let mut jose = JoseClient::start(&server, "tokenlife", 1000, 60_000);
+    assert_eq!(jose.verify(&fresh)["ok"], true);
+    assert_eq!(jose.verify(&leaked_token)["ok"], false);
+    let states: Vec<(String, String)> = server.keys();
+    assert!(
+        states.contains(&(leaked.clone(), "retired".into())),
+        "{states:?}"
+    );
+    assert!(states.contains(&(kid, "active".into())), "{states:?}");
+    // Retiring it again changes nothing and says so.
+    let again = server.keys_command(backend, &["retire", &leaked]);
+    assert!(again.contains("already retired"), "{again}");
 }

@@ -4,13 +4,16 @@
 //! Lambda, `tokenlife keys`, the admin routes and `serve`.
 //!
 //! One rotation step, in this order:
-//! 1. retiring keys that stopped signing at least `retire_after` ago (the longest access
+//! 1. retiring keys that stopped signing more than `retire_after` ago (the longest access
 //!    token lifetime + leeway + the key cache TTL) become retired: every token they signed
 //!    has expired, even one signed by a process whose cached key ring was a little stale;
-//! 2. a pending key published at least `publish_delay` ago (default: the JWKS max-age plus
+//! 2. a pending key published more than `publish_delay` ago (default: the JWKS max-age plus
 //!    the key cache TTL, so every cache — ours and the clients' — has seen it) becomes
 //!    active; the active key becomes retiring;
 //! 3. if no pending key is left, a new one is created and published.
+//!
+//! Times are whole seconds, so "more than" is strict: a key published at 100.9 s is not due
+//! at 100 + delay.
 //!
 //! A registry without an active key (first run) gets one at once. An emergency retirement
 //! moves a key straight to retired; if it was active, the pending key (or a new one)
@@ -84,14 +87,14 @@ impl KeyChange {
 pub fn plan_step(registry: &KeyRegistryDocument, now: u64, policy: &RotationPolicy) -> KeyChange {
     let retire = registry
         .in_state(KeyState::Retiring)
-        .filter(|key| key.state_since.saturating_add(policy.retire_after_secs) <= now)
+        .filter(|key| key.state_since.saturating_add(policy.retire_after_secs) < now)
         .map(|key| key.kid.clone())
         .collect();
     let has_active = registry.in_state(KeyState::Active).next().is_some();
     let pending = registry.in_state(KeyState::Pending).next();
     let promote = pending
         .filter(|key| {
-            !has_active || key.published_at.saturating_add(policy.publish_delay_secs) <= now
+            !has_active || key.published_at.saturating_add(policy.publish_delay_secs) < now
         })
         .map(|key| key.kid.clone());
     KeyChange {
@@ -234,7 +237,13 @@ impl KeyRotation {
 
     /// Emergency retirement of `kid` (a leaked key): out of the JWKS at once.
     pub async fn retire(&self, kid: &str) -> Result<RotationReport, Error> {
-        self.change(|registry, _| plan_retire(registry, kid)).await
+        let mut report = self
+            .change(|registry, _| plan_retire(registry, kid))
+            .await?;
+        if !report.changed {
+            report.actions = vec![format!("{kid} is already retired")];
+        }
+        Ok(report)
     }
 
     async fn change(
@@ -460,8 +469,10 @@ mod tests {
             key("a", KeyState::Active, 0, 0),
             key("b", KeyState::Pending, 100, 100),
         ]);
-        assert!(plan_step(&doc, 399, &POLICY).is_empty());
-        let change = plan_step(&doc, 400, &POLICY);
+        // Times are whole seconds, so "at least the delay" means strictly more whole
+        // seconds: published at 100.9 s, a step at 400.0 s is only 299.1 s later.
+        assert!(plan_step(&doc, 400, &POLICY).is_empty());
+        let change = plan_step(&doc, 401, &POLICY);
         assert_eq!(change.promote.as_deref(), Some("b"));
         assert!(change.create_pending && !change.create_active);
         let keys = apply_change(
@@ -491,13 +502,14 @@ mod tests {
             key("c", KeyState::Pending, 400, 400),
         ]);
         // Window not over, pending not due: nothing.
-        assert!(plan_step(&doc, 699, &POLICY).is_empty());
+        assert!(plan_step(&doc, 700, &POLICY).is_empty());
         // Pending due, window not over: promote; "a" stays retiring, "b" joins it.
-        let change = plan_step(&doc, 700, &POLICY);
+        let change = plan_step(&doc, 701, &POLICY);
         assert!(change.retire.is_empty());
         assert_eq!(change.promote.as_deref(), Some("c"));
         // Window over: retire "a" in the same step.
-        let change = plan_step(&doc, 1400, &POLICY);
+        assert!(plan_step(&doc, 1400, &POLICY).retire.is_empty());
+        let change = plan_step(&doc, 1401, &POLICY);
         assert_eq!(change.retire, ["a"]);
         let keys = apply_change(
             &doc,
