@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use tokenlife::app::AwsClients;
 use tokenlife::clock::{Clock, ManualClock, SystemClock};
 use tokenlife::config::{Argon2Params, Backend, Config};
-use tokenlife::keys::SigningAlgorithm;
+use tokenlife::keys::{RotationPolicy, SigningAlgorithm};
 use tokenlife::refresh::new_session_id;
 use tokenlife::secrets::{b64url, b64url_decode, random_bytes};
 use tokenlife::service::{LoginRequest, RefreshRequest, TokenGrant};
@@ -854,4 +854,143 @@ async fn the_authorizer_allows_valid_and_denies_expired_forged_and_revoked_token
 
     f.clock.advance_secs(Config::default().access_ttl_secs);
     assert!(!decide(valid).await, "expired");
+}
+
+/// The key states in the registry, in `list_keys` order (pending, active, retiring, retired).
+async fn key_states(service: &TokenService) -> Vec<&'static str> {
+    service
+        .list_keys()
+        .await
+        .unwrap()
+        .iter()
+        .map(|key| key.state.name())
+        .collect()
+}
+
+/// Runs `n` rotation steps at once, spread over `services` (separate processes, as far as
+/// their key caches go); returns how many changed the registry.
+async fn concurrent_steps(services: &[Arc<TokenService>], n: usize) -> usize {
+    let mut steps = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let service = services[i % services.len()].clone();
+        steps.spawn(async move { service.rotate_keys().await.unwrap() });
+    }
+    let mut changed = 0;
+    while let Some(report) = steps.join_next().await {
+        changed += usize::from(report.unwrap().changed);
+    }
+    changed
+}
+
+/// Concurrent rotation steps, at each point of the lifecycle, leave exactly one pending and
+/// one active key: one step wins each conditional write; the others re-read and find
+/// nothing left to do.
+async fn concurrent_rotation_steps(services: &[Arc<TokenService>], clock: &ManualClock) {
+    let policy = RotationPolicy::from_config(services[0].config());
+    assert_eq!(key_states(&services[0]).await, ["active"], "after setup");
+    assert_eq!(concurrent_steps(services, 8).await, 1);
+    assert_eq!(key_states(&services[0]).await, ["pending", "active"]);
+    clock.advance_secs(policy.publish_delay_secs + 1);
+    assert_eq!(concurrent_steps(services, 8).await, 1);
+    assert_eq!(
+        key_states(&services[0]).await,
+        ["pending", "active", "retiring"]
+    );
+    clock.advance_secs(policy.retire_after_secs + 1);
+    assert_eq!(concurrent_steps(services, 8).await, 1);
+    assert_eq!(
+        key_states(&services[0]).await,
+        ["pending", "active", "retiring", "retired"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotation_steps_in_memory() {
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let config = Config {
+        argon2: Argon2Params::CHEAPEST,
+        ..Config::default()
+    };
+    let app = App::embedded(config, "https://issuer.test", clock.clone())
+        .await
+        .unwrap();
+    concurrent_rotation_steps(&[app.service], &clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotation_steps_on_dynamodb_and_kms() {
+    let f = fixture_with(|_| {}).await;
+    // A second "process" on the same tables, with its own key cache.
+    let other = App::aws(
+        Config {
+            tables: f.tables.clone(),
+            ..f.service.config().clone()
+        },
+        "https://issuer.test",
+        f.clients.clone(),
+        f.clock.clone(),
+    )
+    .await
+    .unwrap()
+    .service;
+    concurrent_rotation_steps(&[f.service.clone(), other], &f.clock).await;
+
+    // Keys made for losing writes were destroyed again: the only keys of this registry
+    // that KMS still has enabled are the three published ones.
+    let mut enabled = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = f
+            .clients
+            .kms
+            .list_keys()
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap();
+        for key in page.keys() {
+            let key_id = key.key_id().unwrap();
+            let tags = f
+                .clients
+                .kms
+                .list_resource_tags()
+                .key_id(key_id)
+                .send()
+                .await
+                .unwrap();
+            let ours = tags.tags().iter().any(|tag| {
+                tag.tag_key() == tokenlife::keys::kms::REGISTRY_TAG
+                    && tag.tag_value() == f.tables.keys
+            });
+            if !ours {
+                continue;
+            }
+            let described = f.clients.kms.describe_key().key_id(key_id).send().await;
+            let state = described
+                .unwrap()
+                .key_metadata()
+                .unwrap()
+                .key_state()
+                .cloned();
+            if state == Some(aws_sdk_kms::types::KeyState::Enabled) {
+                enabled.push(key.key_arn().unwrap().to_owned());
+            }
+        }
+        marker = page.next_marker().map(str::to_owned);
+        if !page.truncated() {
+            break;
+        }
+    }
+    let mut published: Vec<String> = f
+        .service
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|key| key.state.is_published())
+        .map(|key| key.key_ref)
+        .collect();
+    published.sort();
+    enabled.sort();
+    assert_eq!(enabled, published);
 }
