@@ -438,6 +438,71 @@ mod tests {
         assert_eq!(key.jwk.n.as_ref().unwrap().len(), 342);
     }
 
+    /// Two processes' key caches over one registry: the one that did not rotate learns of
+    /// the new key when its cache expires, or earlier through one rate-limited reload when a
+    /// token names a kid it does not know.
+    #[tokio::test]
+    async fn a_stale_cache_reloads_once_for_an_unknown_kid() {
+        use crate::clock::ManualClock;
+        use crate::store::MemoryStore;
+
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let vault = Arc::new(LocalVault::default());
+        let policy = RotationPolicy {
+            algorithm: SigningAlgorithm::Es256,
+            publish_delay_secs: 0,
+            retire_after_secs: 100,
+            forget_after_secs: 1000,
+        };
+        let rotation = KeyRotation::new(store.clone(), vault.clone(), clock.clone(), policy);
+        let here = Keys::new(store.clone(), vault.clone(), clock.clone(), 60);
+        rotation.ensure_active().await.unwrap();
+        let first = here.ring().await.unwrap();
+        assert_eq!(first.jwks().keys.len(), 1);
+
+        // Elsewhere: a key is pre-published and promoted (no publish delay here).
+        rotation.step().await.unwrap();
+        clock.advance_secs(1);
+        rotation.step().await.unwrap();
+        let registry = store.load_keys().await.unwrap();
+        let new_kid = registry.in_state(KeyState::Active).next().unwrap().kid.clone();
+
+        // Our cache is still fresh and does not know it...
+        let cached = here.ring().await.unwrap();
+        assert!(Arc::ptr_eq(&cached, &first));
+        assert!(cached.verification_key(&new_kid).is_none());
+        // ...a token naming it forces one reload...
+        let reloaded = here
+            .ring_for_unknown_kid(&cached, &new_kid)
+            .await
+            .unwrap()
+            .expect("reloaded");
+        assert!(reloaded.verification_key(&new_kid).is_some());
+        assert_eq!(reloaded.signer().unwrap().1, new_kid);
+        // ...and garbage kids right after cause no further reload.
+        assert!(
+            here.ring_for_unknown_kid(&reloaded, "made-up")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        clock.advance_ms(UNKNOWN_KID_RELOAD_INTERVAL_MS);
+        let again = here
+            .ring_for_unknown_kid(&reloaded, "made-up")
+            .await
+            .unwrap()
+            .expect("allowed again after the interval");
+        assert!(!Arc::ptr_eq(&again, &reloaded));
+        // The cache TTL alone also brings changes in.
+        let published = again.jwks().keys.len();
+        rotation.step().await.unwrap(); // promotes the pending key, pre-publishes another
+        clock.advance_secs(59);
+        assert_eq!(here.ring().await.unwrap().jwks().keys.len(), published);
+        clock.advance_secs(1);
+        assert_eq!(here.ring().await.unwrap().jwks().keys.len(), published + 1);
+    }
+
     #[test]
     fn key_type_must_match_algorithm() {
         let signer = LocalSigner::generate(SigningAlgorithm::Es256).unwrap();
