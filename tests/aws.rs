@@ -994,3 +994,37 @@ async fn concurrent_rotation_steps_on_dynamodb_and_kms() {
     enabled.sort();
     assert_eq!(enabled, published);
 }
+
+/// After an emergency retirement by another process, this process's cached signing key is
+/// pending deletion in KMS: its next login re-reads the registry and signs with the key that
+/// is active now, instead of failing until its cache expires.
+#[tokio::test]
+async fn a_login_right_after_an_emergency_retirement_elsewhere_uses_the_new_key() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    let before = f.login().await.access_token;
+    let other = App::aws(
+        f.service.config().clone(),
+        "https://issuer.test",
+        f.clients.clone(),
+        f.clock.clone(),
+    )
+    .await
+    .unwrap()
+    .service;
+    let leaked = other.list_keys().await.unwrap()[0].kid.clone();
+    other.retire_key(&leaked).await.unwrap();
+    // No time passes: this process's key cache is still fresh.
+    let after = f.login().await.access_token;
+    let kid = |token: &str| {
+        let header = b64url_decode(token.split('.').next().unwrap()).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(kid(&before), leaked);
+    assert_ne!(kid(&after), leaked);
+    f.service.authorize(&after).await.unwrap();
+    assert!(f.service.authorize(&before).await.is_err());
+}

@@ -27,11 +27,18 @@ fn bootstraps() -> Vec<PathBuf> {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let mut found: Vec<PathBuf> = ["login", "refresh", "revoke", "jwks", "authorizer"]
-        .iter()
-        .map(|f| target.join("lambda").join(f).join("bootstrap"))
-        .filter(|p| p.exists())
-        .collect();
+    let mut found: Vec<PathBuf> = [
+        "login",
+        "refresh",
+        "revoke",
+        "jwks",
+        "authorizer",
+        "rotate-keys",
+    ]
+    .iter()
+    .map(|f| target.join("lambda").join(f).join("bootstrap"))
+    .filter(|p| p.exists())
+    .collect();
     found.sort();
     found
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::keys::{JwkSet, KeyRecord, KeyRing, KeyRotation, Keys, RotationReport};
+use crate::keys::{JwkSet, KeyError, KeyRecord, KeyRing, KeyRotation, Keys, RotationReport};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id, session_created_ms};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
@@ -534,7 +534,21 @@ impl TokenService {
             scope: scope.to_owned(),
             sid: session.id.clone(),
         };
-        Ok(sign_access_token(&*self.deps.keys.ring().await?, &claims).await?)
+        let ring = self.deps.keys.ring().await?;
+        match sign_access_token(&ring, &claims).await {
+            // The key may have been retired since this process cached it (an emergency
+            // retirement elsewhere: KMS refuses a key pending deletion). Re-read the
+            // registry once and sign with the key that is active now.
+            Err(KeyError::Invalid(reason)) => {
+                self.deps.keys.invalidate();
+                let fresh = self.deps.keys.ring().await?;
+                if fresh.signer()?.1 == ring.signer()?.1 {
+                    return Err(KeyError::Invalid(reason).into());
+                }
+                Ok(sign_access_token(&fresh, &claims).await?)
+            }
+            result => Ok(result?),
+        }
     }
 
     /// Runs `check` with the key ring; when the token names a key the ring does not know,

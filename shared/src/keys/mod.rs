@@ -466,7 +466,12 @@ mod tests {
         clock.advance_secs(1);
         rotation.step().await.unwrap();
         let registry = store.load_keys().await.unwrap();
-        let new_kid = registry.in_state(KeyState::Active).next().unwrap().kid.clone();
+        let new_kid = registry
+            .in_state(KeyState::Active)
+            .next()
+            .unwrap()
+            .kid
+            .clone();
 
         // Our cache is still fresh and does not know it...
         let cached = here.ring().await.unwrap();
