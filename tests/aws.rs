@@ -163,6 +163,20 @@ impl Fixture {
         self.service.refresh(RefreshRequest::new(token)).await
     }
 
+    /// A second service on the same tables and clock, with its own caches: another
+    /// Lambda instance, as far as tokenlife can tell.
+    async fn another_process(&self) -> Arc<TokenService> {
+        App::aws(
+            self.service.config().clone(),
+            "https://issuer.test",
+            self.clients.clone(),
+            self.clock.clone(),
+        )
+        .await
+        .unwrap()
+        .service
+    }
+
     fn store(&self) -> DynamoStore {
         DynamoStore::new(
             self.clients.dynamodb.clone(),
@@ -920,19 +934,7 @@ async fn concurrent_rotation_steps_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_rotation_steps_on_dynamodb_and_kms() {
     let f = fixture_with(|_| {}).await;
-    // A second "process" on the same tables, with its own key cache.
-    let other = App::aws(
-        Config {
-            tables: f.tables.clone(),
-            ..f.service.config().clone()
-        },
-        "https://issuer.test",
-        f.clients.clone(),
-        f.clock.clone(),
-    )
-    .await
-    .unwrap()
-    .service;
+    let other = f.another_process().await;
     concurrent_rotation_steps(&[f.service.clone(), other], &f.clock).await;
 
     // Keys made for losing writes were destroyed again: the only keys of this registry
@@ -1003,15 +1005,7 @@ async fn a_login_right_after_an_emergency_retirement_elsewhere_uses_the_new_key(
     let f = fixture_with(|_| {}).await;
     f.add_alice().await;
     let before = f.login().await.access_token;
-    let other = App::aws(
-        f.service.config().clone(),
-        "https://issuer.test",
-        f.clients.clone(),
-        f.clock.clone(),
-    )
-    .await
-    .unwrap()
-    .service;
+    let other = f.another_process().await;
     let leaked = other.list_keys().await.unwrap()[0].kid.clone();
     other.retire_key(&leaked).await.unwrap();
     // No time passes: this process's key cache is still fresh.

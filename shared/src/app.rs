@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use lambda_http::lambda_runtime;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, ConfigError};
@@ -172,6 +173,24 @@ impl App {
         Ok(Self {
             service: Arc::new(TokenService::new(config, issuer, deps)),
         })
+    }
+
+    /// Runs a Lambda function whose events are plain JSON (the authorizer, rotate-keys):
+    /// builds the app once at init, then answers each event with `handle`.
+    pub async fn run_json_lambda<F, Fut, E>(handle: F) -> Result<(), lambda_runtime::Error>
+    where
+        F: Fn(Arc<TokenService>, serde_json::Value) -> Fut,
+        Fut: std::future::Future<Output = Result<serde_json::Value, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let service = Self::for_lambda().await?.service;
+        lambda_runtime::run(lambda_runtime::service_fn(
+            |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+                let answer = handle(service.clone(), event.payload);
+                async move { answer.await.map_err(lambda_runtime::Error::from) }
+            },
+        ))
+        .await
     }
 
     /// What a Lambda function builds at init: config from the environment (which must name
