@@ -370,7 +370,7 @@ fn nothing_to_do(registry: &KeyRegistryDocument, now: u64, policy: &RotationPoli
     if let Some(key) = registry.in_state(KeyState::Pending).next() {
         let due = key.published_at.saturating_add(policy.publish_delay_secs);
         reasons.push(format!(
-            "pending key {} may become active in {} s",
+            "pending key {} may become active once more than {} s have passed",
             key.kid,
             due.saturating_sub(now)
         ));
@@ -378,7 +378,7 @@ fn nothing_to_do(registry: &KeyRegistryDocument, now: u64, policy: &RotationPoli
     for key in registry.in_state(KeyState::Retiring) {
         let due = key.state_since.saturating_add(policy.retire_after_secs);
         reasons.push(format!(
-            "{} retires in {} s",
+            "{} retires once more than {} s have passed",
             key.kid,
             due.saturating_sub(now)
         ));
