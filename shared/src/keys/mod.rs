@@ -367,8 +367,8 @@ impl KeyRing {
         }
     }
 
-    /// The active key's signer and `kid`; none before setup, or while an emergency
-    /// retirement is being recorded.
+    /// The active key's signer and `kid`; an error (503) while the registry has no active
+    /// key yet — before `tokenlife setup` or the first rotate-keys run.
     pub fn signer(&self) -> Result<(&dyn Signer, &str), KeyError> {
         self.signer
             .as_ref()
