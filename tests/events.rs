@@ -533,3 +533,43 @@ async fn every_rotate_keys_event_gets_the_expected_answer() {
         }
     }
 }
+
+/// template.yaml routes each endpoint to the function `LAMBDA_FUNCTIONS` says serves it
+/// (every HttpApi event of a function's resource, method and path together).
+#[test]
+fn template_routes_each_endpoint_to_the_function_that_serves_it() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    for (function, endpoints) in tokenlife::http::LAMBDA_FUNCTIONS {
+        let marker = format!("CodeUri: functions/{function}\n");
+        let start = template
+            .find(&marker)
+            .unwrap_or_else(|| panic!("template.yaml has no function with {marker:?}"));
+        // The resource ends where the next one (two-space indent) begins.
+        let rest = &template[start..];
+        let end = rest
+            .match_indices("\n  ")
+            .find(|(i, _)| rest[i + 3..].starts_with(|c: char| c.is_ascii_alphabetic()))
+            .map_or(rest.len(), |(i, _)| i);
+        let events: Vec<&str> = rest[..end].split("Type: HttpApi").skip(1).collect();
+        assert_eq!(
+            events.len(),
+            endpoints.len(),
+            "{function}: one HttpApi event per endpoint"
+        );
+        for endpoint in *endpoints {
+            let (method, path) = endpoint.route();
+            let routed = events.iter().any(|event| {
+                event.contains(&format!("Method: {method}"))
+                    && (event.contains(&format!("Path: {path}\n"))
+                        || event.contains(&format!("Path: {path}}}"))
+                        || event.contains(&format!("Path: \"{path}\"")))
+            });
+            assert!(
+                routed,
+                "template.yaml does not route {method} {path} to {function}"
+            );
+        }
+    }
+}
