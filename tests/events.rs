@@ -444,6 +444,11 @@ const ROTATE_KEYS_EXPECTED: &[(&str, Option<u16>, Option<&str>)] = &[
         Some(404),
         Some("not_found"),
     ),
+    (
+        "rotate-keys/retire-malformed-kid",
+        Some(404),
+        Some("not_found"),
+    ),
 ];
 
 #[tokio::test]

@@ -285,6 +285,15 @@ async fn dispatch(
         Endpoint::AdminRetireKey => {
             let caller = admin_caller(service, request).await?;
             let kid = path_parameter.unwrap_or_default();
+            // A kid is an RFC 7638 thumbprint (base64url); anything else names no key, and
+            // is not worth a log line.
+            if kid.len() > 128
+                || !kid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(Error::NotFound("no signing key with that kid".into()));
+            }
             tracing::warn!(admin = %caller.sub, kid = %kid, "emergency key retirement requested");
             Ok(no_store(json(
                 200,
@@ -326,8 +335,8 @@ async fn admin_caller(service: &TokenService, request: &Request) -> Result<Acces
     Ok(caller)
 }
 
-/// Signing keys as the admin routes and `tokenlife keys list` show them (public facts only:
-/// kid, state, algorithm, times; never the key reference).
+/// Signing keys as the admin routes show them (public facts only: kid, state, algorithm,
+/// times; never the key reference).
 pub fn key_list(keys: &[KeyRecord]) -> Vec<serde_json::Value> {
     keys.iter()
         .map(|key| {
