@@ -1010,15 +1010,112 @@ async fn a_login_right_after_an_emergency_retirement_elsewhere_uses_the_new_key(
     other.retire_key(&leaked).await.unwrap();
     // No time passes: this process's key cache is still fresh.
     let after = f.login().await.access_token;
-    let kid = |token: &str| {
-        let header = b64url_decode(token.split('.').next().unwrap()).unwrap();
-        serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    assert_eq!(kid(&before), leaked);
-    assert_ne!(kid(&after), leaked);
+    assert_eq!(kid_of(&before), leaked);
+    assert_ne!(kid_of(&after), leaked);
     f.service.authorize(&after).await.unwrap();
     assert!(f.service.authorize(&before).await.is_err());
+}
+
+/// Moves a manual clock forward to the start of second `secs`.
+fn advance_to(clock: &ManualClock, secs: u64) {
+    let target = secs * 1000;
+    assert!(clock.now_ms() <= target, "the clock only moves forward");
+    clock.advance_ms(target - clock.now_ms());
+}
+
+fn kid_of(token: &str) -> String {
+    let header = b64url_decode(token.split('.').next().unwrap()).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The lifecycle with the default timings (900 s tokens, 30 s leeway, 60 s key cache, 300 s
+/// JWKS max-age: publish delay 360 s, retire window 990 s), to the second, with three
+/// processes on one registry — a signer, a verifier and the one that rotates — each with
+/// its own key cache. The worst case for the retire window: the signer loads its keys just
+/// before a promotion and signs with the old key for a whole cache TTL; that last token
+/// still verifies in the last second before it expires, and the old key retires only after.
+#[tokio::test]
+async fn the_retire_window_covers_a_stale_signer_to_the_second() {
+    let f = fixture_with(|_| {}).await;
+    // The signer is the fixture's own service (`f.login`).
+    let (verifier, rotator) = (f.another_process().await, f.another_process().await);
+    let policy = RotationPolicy::from_config(rotator.config());
+    assert_eq!(
+        (policy.publish_delay_secs, policy.retire_after_secs),
+        (360, 990)
+    );
+    f.add_alice().await;
+    let login = || async { f.login().await.access_token };
+    let t0 = f.clock.now_secs() + 1;
+    advance_to(&f.clock, t0);
+    let token0 = login().await;
+    let a = kid_of(&token0);
+    verifier.authorize(&token0).await.unwrap(); // the verifier's cache: loaded at t0
+
+    // Pre-publish B. The verifier sees it once its cache expires.
+    let step = rotator.rotate_keys().await.unwrap();
+    assert!(
+        step.actions[0].starts_with("created pending key"),
+        "{step:?}"
+    );
+    let b = step.keys[1].kid.clone();
+    advance_to(&f.clock, t0 + 59);
+    assert_eq!(verifier.jwks().await.unwrap().keys.len(), 1, "cached");
+    advance_to(&f.clock, t0 + 60);
+    assert_eq!(verifier.jwks().await.unwrap().keys.len(), 2);
+
+    // Not due at exactly the publish delay; B does not sign while pending.
+    advance_to(&f.clock, t0 + 360);
+    assert!(!rotator.rotate_keys().await.unwrap().changed);
+    assert_eq!(kid_of(&login().await), a); // the signer's cache: loaded at t0 + 360
+
+    // Promotion, one second later. The signer's cached ring still says A for 59 s more.
+    advance_to(&f.clock, t0 + 361);
+    let step = rotator.rotate_keys().await.unwrap();
+    assert!(
+        step.actions
+            .iter()
+            .any(|a| a == &format!("promoted {b} to active")),
+        "{step:?}"
+    );
+    advance_to(&f.clock, t0 + 419);
+    let last_of_a = login().await;
+    assert_eq!(kid_of(&last_of_a), a, "stale signer");
+    advance_to(&f.clock, t0 + 420);
+    let first_of_b = login().await;
+    assert_eq!(kid_of(&first_of_b), b);
+    verifier.authorize(&first_of_b).await.unwrap();
+
+    // A's last token (exp t0 + 1319, + 30 s leeway) verifies until its very last second...
+    advance_to(&f.clock, t0 + 1348);
+    verifier.authorize(&last_of_a).await.unwrap();
+    assert!(matches!(
+        verifier.authorize(&token0).await,
+        Err(Error::InvalidToken(_))
+    ));
+    // ...and A is retired only after the window (promotion + 990 s, strictly more).
+    advance_to(&f.clock, t0 + 1351);
+    rotator.rotate_keys().await.unwrap();
+    assert!(
+        rotator
+            .list_keys()
+            .await
+            .unwrap()
+            .iter()
+            .any(|k| k.kid == a && k.state.name() == "retiring")
+    );
+    advance_to(&f.clock, t0 + 1352);
+    let step = rotator.rotate_keys().await.unwrap();
+    assert!(
+        step.actions
+            .contains(&format!("retired {a} (was retiring)")),
+        "{step:?}"
+    );
+    assert!(verifier.authorize(&last_of_a).await.is_err());
+    advance_to(&f.clock, t0 + 1352 + 60);
+    let jwks = verifier.jwks().await.unwrap();
+    assert!(jwks.keys.iter().all(|k| k.kid != a), "A left every JWKS");
 }
