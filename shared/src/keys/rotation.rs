@@ -21,7 +21,8 @@
 //!
 //! Concurrency: every change is one conditional write of the registry document on its
 //! version. A step that loses re-reads and decides again (usually: nothing left to do); a
-//! key it created for the losing write is destroyed again. Keys to retire are destroyed
+//! key it created for the losing write is destroyed again. A write that fails otherwise
+//! (the store timed out) may still have landed, so its new keys are kept. Keys to retire are destroyed
 //! (KMS: deletion scheduled, idempotent) before the write that records it: retiring them is
 //! right whatever a concurrent writer did, and a failed write is simply retried by the next
 //! step.
@@ -197,10 +198,6 @@ impl KeyRotation {
         }
     }
 
-    pub fn policy(&self) -> &RotationPolicy {
-        &self.policy
-    }
-
     /// Every key the registry holds, published first, newest first.
     pub async fn list(&self) -> Result<Vec<KeyRecord>, Error> {
         let mut keys = self.registry.load_keys().await?.keys;
@@ -300,7 +297,12 @@ impl KeyRotation {
                 }
                 Ok(SaveOutcome::Conflict) => self.discard(&created).await,
                 Err(error) => {
-                    self.discard(&created).await;
+                    // The write may have landed (a timeout after DynamoDB applied it): the
+                    // new keys may be in the registry, so they are kept, not destroyed. If
+                    // it did not land they are unused KMS keys — a cost, logged here.
+                    for key in &created {
+                        tracing::warn!(key = %key.key_ref, "registry write failed; this new key may be unused");
+                    }
                     return Err(error.into());
                 }
             }
@@ -328,8 +330,8 @@ impl KeyRotation {
         })
     }
 
-    /// Destroys keys made for a write that did not happen (best effort: they were never
-    /// published, so a leftover is only a cost, and it is logged).
+    /// Destroys keys made for a write that certainly did not happen (best effort: they were
+    /// never published, so a leftover is only a cost, and it is logged).
     async fn discard(&self, created: &[KeyRecord]) {
         for key in created {
             if let Err(error) = self.vault.destroy_key(&key.key_ref).await {
