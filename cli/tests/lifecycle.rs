@@ -904,13 +904,12 @@ fn now_ms() -> u64 {
 
 /// The `kid` and `exp` of an access token (read, not verified).
 fn kid_and_exp(token: &str) -> (String, u64) {
-    let part = |i: usize| -> Value {
-        let text = token.split('.').nth(i).unwrap();
-        serde_json::from_slice(&tokenlife::secrets::b64url_decode(text).unwrap()).unwrap()
-    };
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&tokenlife::secrets::b64url_decode(payload).unwrap()).unwrap();
     (
-        part(0)["kid"].as_str().unwrap().to_owned(),
-        part(1)["exp"].as_u64().unwrap(),
+        tokenlife::token::header_kid(token).expect("a token with a kid"),
+        claims["exp"].as_u64().unwrap(),
     )
 }
 

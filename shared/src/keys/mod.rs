@@ -325,8 +325,9 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// A ring whose only key is `signer`'s (tests and benchmarks).
-    pub fn single(signer: Arc<dyn Signer>) -> Result<Self, KeyError> {
+    /// A ring whose only key is `signer`'s (token tests).
+    #[cfg(test)]
+    pub(crate) fn single(signer: Arc<dyn Signer>) -> Result<Self, KeyError> {
         let own = PublicKey::from_spki_der(signer.public_key_der(), signer.algorithm())?;
         let kid = own.kid().to_owned();
         Ok(Self::assemble(Some((signer, kid)), vec![own]))
