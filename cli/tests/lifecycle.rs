@@ -997,8 +997,10 @@ struct Issued {
     token: String,
     kid: String,
     exp: u64,
-    /// When the login that made it was sent.
-    requested_ms: u64,
+    /// When the answer of the login that made it arrived: a token signed with a key before
+    /// that key's promotion began would have arrived before the step started. (When the
+    /// login was *sent* proves nothing: a login in flight may be signed after the step.)
+    answered_ms: u64,
 }
 
 #[test]
@@ -1034,17 +1036,17 @@ fn keys_rotate_with_no_failed_verification(backend: Backend) {
             let mut failures: Vec<String> = Vec::new();
             let mut verifications = 0usize;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let requested_ms = now_ms();
                 let token = server
                     .login("alice", ALICE_PASSWORD)
                     .expect(200)
                     .text("access_token");
+                let answered_ms = now_ms();
                 let (kid, exp) = kid_and_exp(&token);
                 issued.push(Issued {
                     token,
                     kid,
                     exp,
-                    requested_ms,
+                    answered_ms,
                 });
                 // The newest token, and the oldest still-valid token of each key (the one
                 // nearest its expiry); a margin of a second keeps clear of expiry itself.
@@ -1123,7 +1125,7 @@ fn keys_rotate_with_no_failed_verification(backend: Backend) {
     for (kid, step) in [(kids[1], &steps[1]), (kids[2], &steps[2])] {
         let first_use = issued.iter().find(|t| t.kid == kid).unwrap();
         assert!(
-            first_use.requested_ms >= step.1,
+            first_use.answered_ms >= step.1,
             "{kid} signed before the step that promoted it ({})",
             step.0
         );
