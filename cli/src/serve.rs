@@ -13,8 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
-use tokenlife::config::MAX_BODY_BYTES;
-use tokenlife::http::{Endpoint, handle, response};
+use tokenlife::http::request::MAX_BODY_BYTES;
+use tokenlife::http::{ROUTES, handle, response};
 use tokenlife::service::ADMIN_SCOPE;
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
@@ -161,12 +161,7 @@ async fn answer(
             } else {
                 lambda_http::Body::Binary(bytes.to_vec())
             };
-            handle(
-                service,
-                Endpoint::ALL,
-                lambda_http::Request::from_parts(parts, body),
-            )
-            .await
+            handle(service, None, lambda_http::Request::from_parts(parts, body)).await
         }
     };
     let (parts, body) = response.into_parts();
@@ -201,9 +196,8 @@ fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
         service.issuer(),
         service.config().audience
     );
-    for endpoint in Endpoint::ALL {
-        let (method, path) = endpoint.route();
-        text += &format!("  {method:<5} {base_url}{path}\n");
+    for route in ROUTES {
+        text += &format!("  {:<5} {base_url}{}\n", route.method, route.path);
     }
     text += "\nUsers: ";
     if users.is_empty() {

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
-use lambda_http::lambda_runtime;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, ConfigError};
 use crate::error::Error;
 use crate::keys::{
-    KeyError, KeyRegistry, KeyRotation, KeyVault, Keys, KmsVault, LocalVault, RotationPolicy,
+    KeyCache, KeyError, KeyRegistry, KeyRotation, KeyVault, KmsVault, LocalVault, RotationPolicy,
 };
 use crate::passwords::{PasswordError, PasswordHasher};
 use crate::service::{Dependencies, TokenService};
@@ -32,25 +31,27 @@ pub enum StartError {
     Keys(#[from] Error),
 }
 
-/// The key ring cache and the rotation over one registry and vault.
+/// The key ring cache and the rotation over one registry and vault (the rotation forgets
+/// the cache after each change).
 fn key_management(
     config: &Config,
     registry: Arc<dyn KeyRegistry>,
     vault: Arc<dyn KeyVault>,
     clock: &Arc<dyn Clock>,
-) -> (Keys, KeyRotation) {
-    let keys = Keys::new(
+) -> (Arc<KeyCache>, KeyRotation) {
+    let keys = Arc::new(KeyCache::new(
         registry.clone(),
         vault.clone(),
         clock.clone(),
         config.key_cache_ttl_secs,
-    );
+    ));
     let rotation = KeyRotation::new(
         registry,
         vault,
         clock.clone(),
         RotationPolicy::from_config(config),
-    );
+    )
+    .invalidating(keys.clone());
     (keys, rotation)
 }
 
@@ -173,24 +174,6 @@ impl App {
         Ok(Self {
             service: Arc::new(TokenService::new(config, issuer, deps)),
         })
-    }
-
-    /// Runs a Lambda function whose events are plain JSON (the authorizer, rotate-keys):
-    /// builds the app once at init, then answers each event with `handle`.
-    pub async fn run_json_lambda<F, Fut, E>(handle: F) -> Result<(), lambda_runtime::Error>
-    where
-        F: Fn(Arc<TokenService>, serde_json::Value) -> Fut,
-        Fut: std::future::Future<Output = Result<serde_json::Value, E>>,
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        let service = Self::for_lambda().await?.service;
-        lambda_runtime::run(lambda_runtime::service_fn(
-            |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-                let answer = handle(service.clone(), event.payload);
-                async move { answer.await.map_err(lambda_runtime::Error::from) }
-            },
-        ))
-        .await
     }
 
     /// What a Lambda function builds at init: config from the environment (which must name

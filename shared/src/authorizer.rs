@@ -12,11 +12,33 @@
 //! A dependency that is down (the revocation store) is an error, not a deny, so API Gateway
 //! answers 500 rather than 403 — and never an allow: the authorizer fails closed.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-use crate::error::Error;
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayV2CustomAuthorizerSimpleResponse,
+};
+use lambda_http::aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use lambda_http::lambda_runtime::Diagnostic;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::http::request::parse_bearer;
 use crate::service::TokenService;
 use crate::token::AccessClaims;
+
+/// What the authorizer hands API Gateway's integration: `sub`, `scope`, `sid`.
+pub type AuthorizerContext = BTreeMap<String, String>;
+
+/// The authorizer's answer, in the shape of the API type that asked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AuthorizerResponse {
+    /// HTTP API, payload format 2.0, simple response.
+    HttpApi(ApiGatewayV2CustomAuthorizerSimpleResponse<AuthorizerContext>),
+    /// REST API: an IAM policy.
+    Rest(ApiGatewayCustomAuthorizerResponse<AuthorizerContext>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorizerError {
@@ -26,16 +48,28 @@ pub enum AuthorizerError {
     /// The event is not an authorizer event we know.
     #[error("not an API Gateway authorizer event: {0}")]
     UnknownEvent(&'static str),
-    /// A dependency is down; fail closed.
-    #[error("authorizer unavailable: {0}")]
-    Unavailable(String),
+    /// A dependency is down; fail closed. (The detail was logged when it happened.)
+    #[error("authorizer unavailable")]
+    Unavailable,
+}
+
+impl From<AuthorizerError> for Diagnostic {
+    fn from(error: AuthorizerError) -> Self {
+        let error_type = match error {
+            // API Gateway turns exactly this message into a 401.
+            AuthorizerError::Unauthorized => "Unauthorized",
+            AuthorizerError::UnknownEvent(_) => "UnknownEvent",
+            AuthorizerError::Unavailable => "Unavailable",
+        };
+        crate::lambda::diagnostic(error_type, error)
+    }
 }
 
 /// Answers one authorizer event.
 pub async fn authorize_event(
     service: &TokenService,
     event: &Value,
-) -> Result<Value, AuthorizerError> {
+) -> Result<AuthorizerResponse, AuthorizerError> {
     if event.get("version").and_then(Value::as_str) == Some("2.0") {
         let token = bearer_from_headers(event).or_else(|| {
             event
@@ -43,12 +77,14 @@ pub async fn authorize_event(
                 .and_then(Value::as_array)
                 .and_then(|sources| sources.first())
                 .and_then(Value::as_str)
-                .and_then(strip_bearer)
+                .and_then(|value| parse_bearer(value).ok())
         });
-        return match verify(service, token).await? {
-            Some(claims) => Ok(json!({ "isAuthorized": true, "context": context(&claims) })),
-            None => Ok(json!({ "isAuthorized": false })),
-        };
+        let mut answer = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
+        if let Some(claims) = verify(service, token).await? {
+            answer.is_authorized = true;
+            answer.context = context(&claims);
+        }
+        return Ok(AuthorizerResponse::HttpApi(answer));
     }
     let method_arn =
         event
@@ -61,7 +97,7 @@ pub async fn authorize_event(
         Some("TOKEN") => event
             .get("authorizationToken")
             .and_then(Value::as_str)
-            .and_then(strip_bearer),
+            .and_then(|value| parse_bearer(value).ok()),
         Some("REQUEST") => bearer_from_headers(event),
         _ => {
             return Err(AuthorizerError::UnknownEvent(
@@ -72,21 +108,22 @@ pub async fn authorize_event(
     let claims = verify(service, token)
         .await?
         .ok_or(AuthorizerError::Unauthorized)?;
-    Ok(json!({
-        "principalId": claims.sub,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Action": "execute-api:Invoke",
-                "Effect": "Allow",
-                "Resource": stage_wildcard(method_arn),
-            }],
-        },
-        "context": context(&claims),
-    }))
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_owned()];
+    statement.effect = IamPolicyEffect::Allow;
+    statement.resource = vec![stage_wildcard(method_arn)];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".to_owned());
+    policy.statement = vec![statement];
+    let mut answer = ApiGatewayCustomAuthorizerResponse::default();
+    answer.principal_id = Some(claims.sub.clone());
+    answer.policy_document = policy;
+    answer.context = context(&claims);
+    Ok(AuthorizerResponse::Rest(answer))
 }
 
-/// `Some(claims)` for a valid, unrevoked token; `None` for any refusal.
+/// `Some(claims)` for a valid, unrevoked token; `None` for any refusal; an error (logged
+/// here, once) when a dependency is down.
 async fn verify(
     service: &TokenService,
     token: Option<&str>,
@@ -96,14 +133,22 @@ async fn verify(
     };
     match service.authorize(token).await {
         Ok(claims) => Ok(Some(claims)),
-        Err(Error::Unavailable(what)) => Err(AuthorizerError::Unavailable(what)),
-        Err(Error::Internal) => Err(AuthorizerError::Unavailable("internal error".into())),
-        Err(_) => Ok(None),
+        Err(error) => match error.private_detail() {
+            Some(detail) => {
+                tracing::error!(error = %error, detail = %detail, "authorizer failed closed");
+                Err(AuthorizerError::Unavailable)
+            }
+            None => Ok(None),
+        },
     }
 }
 
-fn context(claims: &AccessClaims) -> Value {
-    json!({ "sub": claims.sub, "scope": claims.scope, "sid": claims.sid })
+fn context(claims: &AccessClaims) -> AuthorizerContext {
+    BTreeMap::from([
+        ("sub".to_owned(), claims.sub.clone()),
+        ("scope".to_owned(), claims.scope.clone()),
+        ("sid".to_owned(), claims.sid.clone()),
+    ])
 }
 
 /// The `Authorization` header's bearer token, whatever the header's case.
@@ -114,12 +159,7 @@ fn bearer_from_headers(event: &Value) -> Option<&str> {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
         .and_then(|(_, value)| value.as_str())
-        .and_then(strip_bearer)
-}
-
-fn strip_bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        .and_then(|value| parse_bearer(value).ok())
 }
 
 /// `arn:aws:execute-api:region:account:api/stage/VERB/path...` ->
@@ -143,13 +183,5 @@ mod tests {
             "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*"
         );
         assert_eq!(stage_wildcard("weird"), "weird");
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(strip_bearer("Bearer abc"), Some("abc"));
-        assert_eq!(strip_bearer("bearer  abc "), Some("abc"));
-        assert_eq!(strip_bearer("Basic abc"), None);
-        assert_eq!(strip_bearer("abc"), None);
     }
 }

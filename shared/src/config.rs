@@ -3,11 +3,9 @@
 //! A bad value fails at start with a [`ConfigError`] naming the variable; nothing reads the
 //! environment after start. The README documents each variable and its default.
 
+use crate::http::origin_of;
 use crate::keys::SigningAlgorithm;
 use crate::store::TableNames;
-
-/// The largest request body any route accepts.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Where state and keys live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,25 +339,6 @@ fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
         .collect()
 }
 
-/// The origin (`scheme://host[:port]`, lower-cased) of an http(s) URL, or `None`.
-pub fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return None;
-    }
-    let authority = rest.split(['/', '?', '#']).next()?;
-    if authority.is_empty()
-        || authority.contains('@')
-        || !authority
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-    {
-        return None;
-    }
-    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,16 +422,5 @@ mod tests {
             assert_eq!(error.variable, variable, "{value}");
             assert!(error.to_string().contains(variable));
         }
-    }
-
-    #[test]
-    fn origin_of_normalises() {
-        assert_eq!(
-            origin_of("HTTPS://Auth.Example.com:8443/x?y").as_deref(),
-            Some("https://auth.example.com:8443")
-        );
-        assert_eq!(origin_of("ftp://x"), None);
-        assert_eq!(origin_of("https://user@host"), None);
-        assert_eq!(origin_of("https://"), None);
     }
 }

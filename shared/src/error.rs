@@ -1,6 +1,10 @@
 //! The one error type of the service and the HTTP layer. Each variant knows its OAuth error
 //! code and HTTP status; [`crate::http`] turns it into a JSON response in one place.
 //! Descriptions are shown to callers, so they never contain a token, password or secret.
+//! Internal and unavailable errors also carry a private detail (what the store or key
+//! service said) that their `Display` never shows; conversions here only convert, and the
+//! layer that answers (the HTTP [`crate::http::handle`], the authorizer, rotate-keys) logs
+//! that detail once.
 
 use crate::keys::KeyError;
 use crate::store::StoreError;
@@ -30,17 +34,21 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        /// The `Allow` header: the methods the path does have.
+        allow: String,
+    },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// A dependency (store, key service) is down: retry later.
-    #[error("{0}")]
-    Unavailable(String),
-    /// A bug or misconfiguration; the description is generic, details go to the log.
+    /// A dependency (store, key service) is down: retry later. `what` is shown to the
+    /// caller; `detail` only logged.
+    #[error("{what}")]
+    Unavailable { what: String, detail: String },
+    /// A bug or misconfiguration; the description is generic, `detail` only logged.
     #[error("internal error")]
-    Internal,
+    Internal { detail: String },
 }
 
 impl Error {
@@ -58,8 +66,8 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::PayloadTooLarge => "invalid_request",
             Error::UnsupportedMediaType(_) => "invalid_request",
-            Error::Unavailable(_) => "temporarily_unavailable",
-            Error::Internal => "server_error",
+            Error::Unavailable { .. } => "temporarily_unavailable",
+            Error::Internal { .. } => "server_error",
         }
     }
 
@@ -75,8 +83,32 @@ impl Error {
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge => 413,
             Error::UnsupportedMediaType(_) => 415,
-            Error::Unavailable(_) => 503,
-            Error::Internal => 500,
+            Error::Unavailable { .. } => 503,
+            Error::Internal { .. } => 500,
+        }
+    }
+
+    /// A dependency that is down: `what` for the caller, `detail` for the log.
+    pub fn unavailable(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Unavailable {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A bug or misconfiguration; `detail` is for the log only.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Error::Internal {
+            detail: detail.into(),
+        }
+    }
+
+    /// What the log should say beyond the public description: the private detail of an
+    /// internal or unavailable error; `None` for errors that are the caller's.
+    pub fn private_detail(&self) -> Option<&str> {
+        match self {
+            Error::Unavailable { detail, .. } | Error::Internal { detail } => Some(detail),
+            _ => None,
         }
     }
 
@@ -92,14 +124,10 @@ impl Error {
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(what) => {
-                tracing::error!(error = %what, "storage unavailable");
-                Error::Unavailable("storage is unavailable; retry shortly".into())
+            StoreError::Unavailable(detail) => {
+                Error::unavailable("storage is unavailable; retry shortly", detail)
             }
-            StoreError::Broken(what) => {
-                tracing::error!(error = %what, "storage problem");
-                Error::Internal
-            }
+            StoreError::Broken(detail) => Error::internal(format!("storage problem: {detail}")),
         }
     }
 }
@@ -107,14 +135,10 @@ impl From<StoreError> for Error {
 impl From<KeyError> for Error {
     fn from(error: KeyError) -> Self {
         match error {
-            KeyError::Unavailable(what) => {
-                tracing::error!(error = %what, "signing unavailable");
-                Error::Unavailable("signing is unavailable; retry shortly".into())
+            KeyError::Unavailable(detail) => {
+                Error::unavailable("signing is unavailable; retry shortly", detail)
             }
-            KeyError::Invalid(what) => {
-                tracing::error!(error = %what, "signing key problem");
-                Error::Internal
-            }
+            KeyError::Invalid(detail) => Error::internal(format!("signing key problem: {detail}")),
         }
     }
 }

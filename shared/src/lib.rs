@@ -9,13 +9,16 @@
 //! - [`clock`]: the time source (real or manual, for tests).
 //! - [`secrets`]: random bytes, base64url, SHA-256, constant-time comparison.
 //! - [`keys`]: signers (local keys, KMS), public keys as JWKs, the key registry, rotation,
-//!   and the cached key ring.
+//!   and the key cache.
 //! - [`token`]: access-token claims, encoding and verification.
 //! - [`refresh`]: the opaque refresh-token format and its sealing of successors.
 //! - [`passwords`]: argon2id hashing and constant-time-ish verification.
 //! - [`store`]: storage traits, the in-memory and the DynamoDB implementations.
 //! - [`service`]: the lifecycle operations (login, refresh, revoke, authorize, jwks).
-//! - [`http`]: request parsing, routing, responses, cookies, CORS, error mapping.
+//! - [`http`]: the route table, request parsing, one handler per route, the caller check,
+//!   responses, cookies, CORS, error mapping.
+//! - [`lambda`]: what each Lambda function's `main` runs (HTTP or JSON events, typed
+//!   responses, errors as the runtime's `Diagnostic`).
 //! - [`authorizer`]: the API Gateway Lambda authorizer's event handling.
 //! - [`rotate_keys`]: the rotate-keys Lambda's events (schedule and admin key routes).
 //! - [`setup`]: creating the DynamoDB tables and first KMS key of the `aws` backend.
@@ -28,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod lambda;
 pub mod passwords;
 pub mod refresh;
 pub mod rotate_keys;

@@ -3,9 +3,14 @@
 //! (`GET /admin/keys`, `POST /admin/keys/rotate`, `POST /admin/keys/{kid}/retire`), answered
 //! by the shared HTTP layer. It is the one function allowed to create and delete KMS keys.
 
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use lambda_http::lambda_runtime::Diagnostic;
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::http::{function_endpoints, handle, rotation_report};
+use crate::http::handlers::rotation_report;
+use crate::http::{Function, handle};
+use crate::lambda::{diagnostic, http_api_response};
 use crate::service::TokenService;
 
 /// What one event to the function asks for.
@@ -30,6 +35,14 @@ impl RotateKeysEvent {
     }
 }
 
+/// The function's answer: a step's report (schedule) or an HTTP API response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum RotateKeysAnswer {
+    Report(Value),
+    Http(Box<ApiGatewayV2httpResponse>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RotateKeysError {
     #[error("rotate-keys takes an EventBridge scheduled event or an API Gateway HTTP API event")]
@@ -37,47 +50,49 @@ pub enum RotateKeysError {
     #[error("not an API Gateway event: {0}")]
     BadHttpEvent(String),
     /// The step failed: the invocation fails, so the schedule's retries and alarms see it.
+    /// (The failure's private detail was logged when it happened.)
     #[error("key rotation step failed: {0}")]
     Step(crate::Error),
 }
 
-/// Answers one event: the step's report for a schedule event, an HTTP API response for a
-/// request.
-pub async fn handle_event(service: &TokenService, event: &Value) -> Result<Value, RotateKeysError> {
-    match RotateKeysEvent::of(event).ok_or(RotateKeysError::UnsupportedEvent)? {
-        RotateKeysEvent::Schedule => {
-            let report = service.rotate_keys().await.map_err(RotateKeysError::Step)?;
-            Ok(rotation_report(&report))
-        }
-        RotateKeysEvent::Http => {
-            let request = lambda_http::request::from_str(&event.to_string())
-                .map_err(|e| RotateKeysError::BadHttpEvent(e.to_string()))?;
-            let response = handle(service, function_endpoints("rotate-keys"), request).await;
-            Ok(http_api_response(response))
-        }
+impl From<RotateKeysError> for Diagnostic {
+    fn from(error: RotateKeysError) -> Self {
+        let error_type = match error {
+            RotateKeysError::UnsupportedEvent => "UnsupportedEvent",
+            RotateKeysError::BadHttpEvent(_) => "BadHttpEvent",
+            RotateKeysError::Step(_) => "RotationStepFailed",
+        };
+        diagnostic(error_type, error)
     }
 }
 
-/// An HTTP API (payload 2.0) response for `response` (whose bodies are always text: JSON).
-fn http_api_response(response: lambda_http::Response<lambda_http::Body>) -> Value {
-    let (parts, body) = response.into_parts();
-    let mut headers = serde_json::Map::new();
-    for (name, value) in &parts.headers {
-        if let Ok(value) = value.to_str() {
-            headers.insert(name.as_str().to_owned(), Value::String(value.to_owned()));
+/// Answers one event: the step's report for a schedule event, an HTTP API response for a
+/// request.
+pub async fn handle_event(
+    service: &TokenService,
+    event: &Value,
+) -> Result<RotateKeysAnswer, RotateKeysError> {
+    match RotateKeysEvent::of(event).ok_or(RotateKeysError::UnsupportedEvent)? {
+        RotateKeysEvent::Schedule => match service.rotate_keys().await {
+            Ok(report) => Ok(RotateKeysAnswer::Report(rotation_report(&report))),
+            Err(error) => {
+                tracing::error!(
+                    error = %error,
+                    detail = error.private_detail().unwrap_or(""),
+                    "scheduled key rotation step failed"
+                );
+                Err(RotateKeysError::Step(error))
+            }
+        },
+        RotateKeysEvent::Http => {
+            let request = lambda_http::request::from_str(&event.to_string())
+                .map_err(|e| RotateKeysError::BadHttpEvent(e.to_string()))?;
+            let response = handle(service, Some(Function::RotateKeys), request).await;
+            Ok(RotateKeysAnswer::Http(Box::new(http_api_response(
+                response,
+            ))))
         }
     }
-    let body = match body {
-        lambda_http::Body::Text(text) => text,
-        lambda_http::Body::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        _ => String::new(),
-    };
-    serde_json::json!({
-        "statusCode": parts.status.as_u16(),
-        "headers": headers,
-        "body": body,
-        "isBase64Encoded": false,
-    })
 }
 
 #[cfg(test)]

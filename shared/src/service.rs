@@ -1,6 +1,6 @@
 //! The lifecycle operations — login, refresh (rotation, grace window, reuse detection),
-//! revoke, user-wide revocation, authorize (verify + revocation check), JWKS and metadata,
-//! and the signing-key operations (list, rotate, emergency retire).
+//! revoke, user-wide revocation, authorize (verify + revocation check), the JWKS, and the
+//! signing-key operations (list, rotate, emergency retire).
 //! Knows nothing of HTTP; every dependency comes in through [`TokenService::new`].
 //!
 //! Round trips per operation (the figures the DynamoDB backend must keep):
@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::keys::{JwkSet, KeyError, KeyRecord, KeyRing, KeyRotation, Keys, RotationReport};
+use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, RotationReport};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id, session_created_ms};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
@@ -96,8 +96,9 @@ pub struct Dependencies {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
     /// The cached key ring every operation signs and verifies with.
-    pub keys: Keys,
-    /// Moves signing keys through their lifecycle (same registry and vault as `keys`).
+    pub keys: Arc<KeyCache>,
+    /// Moves signing keys through their lifecycle (same registry and vault as `keys`,
+    /// whose cache it forgets after each change).
     pub rotation: KeyRotation,
     pub clock: Arc<dyn Clock>,
     pub passwords: Arc<PasswordHasher>,
@@ -183,11 +184,8 @@ impl TokenService {
         let password = password.to_owned();
         let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
             .await
-            .map_err(|_| Error::Internal)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "password hashing failed");
-                Error::Internal
-            })?;
+            .map_err(|e| Error::internal(format!("password hashing task: {e}")))?
+            .map_err(|e| Error::internal(format!("password hashing failed: {e}")))?;
         let user = User {
             id: existing
                 .map(|u| u.id)
@@ -214,7 +212,7 @@ impl TokenService {
         let password_ok =
             tokio::task::spawn_blocking(move || hasher.verify(&password, stored_hash.as_deref()))
                 .await
-                .map_err(|_| Error::Internal)?;
+                .map_err(|e| Error::internal(format!("password check task: {e}")))?;
         let user = match user {
             Some(user) if password_ok && !user.disabled => user,
             _ => return Err(Error::invalid_grant("invalid username or password")),
@@ -353,8 +351,9 @@ impl TokenService {
                 ReplaceOutcome::Ended => return Err(unusable()),
             }
         }
-        Err(Error::Unavailable(
-            "too many concurrent refreshes; retry".into(),
+        Err(Error::unavailable(
+            "too many concurrent refreshes; retry",
+            "the session kept changing under this refresh",
         ))
     }
 
@@ -407,12 +406,10 @@ impl TokenService {
         Ok(Revoked::AccessToken)
     }
 
-    /// Revokes every session and access token of `username` in one write. Needs the admin
-    /// scope. Sessions created after this moment (a new login) are not affected.
+    /// Revokes every session and access token of `username` in one write. For trusted
+    /// callers: the admin route checks the admin scope first; `caller` is named in the log.
+    /// Sessions created after this moment (a new login) are not affected.
     pub async fn revoke_user(&self, caller: &AccessClaims, username: &str) -> Result<(), Error> {
-        if !caller.has_scope(ADMIN_SCOPE) {
-            return Err(Error::InsufficientScope(ADMIN_SCOPE));
-        }
         check_username(username)?;
         let user = self
             .deps
@@ -484,40 +481,18 @@ impl TokenService {
     /// One key-rotation step (see [`crate::keys::rotation`]). For trusted callers: the
     /// rotate-keys schedule, the CLI, and the admin route after its scope check.
     pub async fn rotate_keys(&self) -> Result<RotationReport, Error> {
-        let report = self.deps.rotation.step().await;
-        self.deps.keys.invalidate();
-        report
+        self.deps.rotation.step().await
     }
 
     /// Emergency retirement of a signing key: out of the JWKS, its tokens rejected — by
     /// this process at once, by the others within the key cache TTL. For trusted callers.
     pub async fn retire_key(&self, kid: &str) -> Result<RotationReport, Error> {
-        let report = self.deps.rotation.retire(kid).await;
-        self.deps.keys.invalidate();
-        report
+        self.deps.rotation.retire(kid).await
     }
 
     /// Creates an active key if the registry has none (setup, and `serve` at start).
     pub async fn ensure_active_key(&self) -> Result<RotationReport, Error> {
-        let report = self.deps.rotation.ensure_active().await;
-        self.deps.keys.invalidate();
-        report
-    }
-
-    /// RFC 8414 authorization server metadata.
-    pub fn metadata(&self) -> serde_json::Value {
-        let issuer = &self.issuer;
-        serde_json::json!({
-            "issuer": issuer,
-            "token_endpoint": format!("{issuer}/token"),
-            "revocation_endpoint": format!("{issuer}/revoke"),
-            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-            "userinfo_endpoint": format!("{issuer}/userinfo"),
-            "grant_types_supported": ["password", "refresh_token"],
-            "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "revocation_endpoint_auth_methods_supported": ["none"],
-        })
+        self.deps.rotation.ensure_active().await
     }
 
     async fn issue_access_token(&self, session: &Session, scope: &str) -> Result<String, Error> {
@@ -552,7 +527,7 @@ impl TokenService {
     }
 
     /// Runs `check` with the key ring; when the token names a key the ring does not know,
-    /// once more with a reloaded ring (rate-limited, see [`Keys::ring_for_unknown_kid`]).
+    /// once more with a reloaded ring (rate-limited, see [`KeyCache::ring_for_unknown_kid`]).
     async fn with_key_ring<T>(
         &self,
         token: &str,

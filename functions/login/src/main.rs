@@ -1,13 +1,7 @@
-//! Lambda function `login`: the routes listed for it in `tokenlife::http::LAMBDA_FUNCTIONS`.
-//! Builds its state once at init, then hands every request to the shared HTTP layer.
-
-use std::sync::Arc;
-
-use tokenlife::http::{function_endpoints, run_lambda};
+//! Lambda function `login`: the routes the route table (`tokenlife::http::routes`) gives
+//! `Function::Login`, through the shared HTTP layer. State is built once at init.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let app = tokenlife::App::for_lambda().await?;
-    run_lambda(Arc::clone(&app.service), function_endpoints("login")).await
+    tokenlife::lambda::run_http(tokenlife::lambda::Function::Login).await
 }

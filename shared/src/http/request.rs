@@ -6,9 +6,11 @@ use std::collections::HashMap;
 
 use lambda_http::{Body, Request, RequestExt, request::RequestContext};
 
-use crate::config::{MAX_BODY_BYTES, origin_of};
 use crate::error::Error;
 use crate::token::{MAX_TOKEN_BYTES, TokenError};
+
+/// The largest request body any route accepts (`serve` stops reading there too).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Request parameters from a form-encoded or JSON body.
 #[derive(Debug, Default)]
@@ -122,24 +124,26 @@ pub fn cookie(request: &Request, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
+/// The token of the request's `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
 pub fn bearer_token(request: &Request) -> Result<&str, Error> {
     let value = request
         .headers()
         .get(http::header::AUTHORIZATION)
-        .ok_or(Error::InvalidToken(TokenError::Missing))?;
-    let value = value
-        .to_str()
-        .map_err(|_| Error::InvalidToken(TokenError::Malformed))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(Error::InvalidToken(TokenError::Missing))?;
+        .ok_or(TokenError::Missing)?;
+    let value = value.to_str().map_err(|_| TokenError::Malformed)?;
+    Ok(parse_bearer(value)?)
+}
+
+/// The token of an `Authorization` header value `Bearer <token>` (scheme in any case,
+/// surrounding blanks ignored): the one bearer parser, for routes and the authorizer.
+pub fn parse_bearer(value: &str) -> Result<&str, TokenError> {
+    let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Error::InvalidToken(TokenError::Missing));
+        return Err(TokenError::Missing);
     }
     let token = token.trim();
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(Error::InvalidToken(TokenError::TooLarge));
+        return Err(TokenError::TooLarge);
     }
     Ok(token)
 }
@@ -156,6 +160,25 @@ pub fn caller_origin(request: &Request) -> Option<String> {
     header(http::header::ORIGIN)
         .or_else(|| header(http::header::REFERER))
         .and_then(origin_of)
+}
+
+/// The origin (`scheme://host[:port]`, lower-cased) of an http(s) URL, or `None`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty()
+        || authority.contains('@')
+        || !authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
 /// The path prefix API Gateway put before our routes (its stage, when not `$default`), and
@@ -176,4 +199,28 @@ pub fn split_base_path(request: &Request) -> (String, String) {
         }
     }
     (String::new(), path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_of_normalises() {
+        assert_eq!(
+            origin_of("HTTPS://Auth.Example.com:8443/x?y").as_deref(),
+            Some("https://auth.example.com:8443")
+        );
+        assert_eq!(origin_of("ftp://x"), None);
+        assert_eq!(origin_of("https://user@host"), None);
+        assert_eq!(origin_of("https://"), None);
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(parse_bearer("Bearer abc"), Ok("abc"));
+        assert_eq!(parse_bearer("bearer  abc "), Ok("abc"));
+        assert_eq!(parse_bearer("Basic abc"), Err(TokenError::Missing));
+        assert_eq!(parse_bearer("abc"), Err(TokenError::Missing));
+    }
 }

@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use lambda_http::Body;
 use serde::Serialize;
 
+use super::routes::REFRESH;
 use crate::error::Error;
 
 pub const REFRESH_COOKIE: &str = "tokenlife_refresh";
@@ -52,9 +53,11 @@ pub fn error(error: &Error) -> Response<Body> {
             }
         }
         Error::MethodNotAllowed { allow } => {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                headers.insert(header::ALLOW, value);
+            }
         }
-        Error::Unavailable(_) => {
+        Error::Unavailable { .. } => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         _ => {}
@@ -69,16 +72,16 @@ pub fn error(error: &Error) -> Response<Body> {
 }
 
 /// The refresh-token cookie: HttpOnly, Secure, SameSite=Strict, sent only to the refresh
-/// route. `None` clears it.
+/// route (under the stage prefix, if any). `None` clears it.
 pub fn refresh_cookie(value: Option<&str>, base_path: &str, max_age_secs: u64) -> HeaderValue {
-    let text = match value {
-        Some(token) => format!(
-            "{REFRESH_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path={base_path}/refresh; Max-Age={max_age_secs}"
-        ),
-        None => format!(
-            "{REFRESH_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path={base_path}/refresh; Max-Age=0"
-        ),
+    let path = REFRESH.path;
+    let (token, max_age) = match value {
+        Some(token) => (token, max_age_secs),
+        None => ("", 0),
     };
+    let text = format!(
+        "{REFRESH_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path={base_path}{path}; Max-Age={max_age}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 

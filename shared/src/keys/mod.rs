@@ -1,7 +1,7 @@
 //! Signing keys: the [`Signer`] trait (local keys, KMS; locally-held KMS data keys fit
 //! behind it later), public keys as RFC 7517 JWKs with RFC 7638 thumbprint `kid`s, the
 //! [`registry`] of every key's lifecycle state, its [`rotation`], the [`vault`]s that hold
-//! private keys, and [`Keys`]: the cached [`KeyRing`] that pairs the active signer with
+//! private keys, and [`KeyCache`]: the cached [`KeyRing`] that pairs the active signer with
 //! every published verification key.
 //!
 //! Verification pins the algorithm per key: a token is checked only with the algorithm the
@@ -195,11 +195,11 @@ impl PublicKey {
 
 /// The key ring every operation uses, rebuilt from the registry at most every
 /// `cache_ttl`: signers pick up a promotion, verifiers a new or retired key, within that
-/// time (a process that changed the registry itself [`Keys::invalidate`]s at once). Loaded
+/// time (a process that changed the registry itself [`KeyCache::invalidate`]; rotation does it itselfs at once). Loaded
 /// on first use, so a Lambda's init makes no network call; a failed load is retried by the
 /// next caller. A token whose `kid` is unknown may force one early reload, at most once per
 /// [`UNKNOWN_KID_RELOAD_INTERVAL_MS`].
-pub struct Keys {
+pub struct KeyCache {
     registry: Arc<dyn KeyRegistry>,
     vault: Arc<dyn KeyVault>,
     clock: Arc<dyn Clock>,
@@ -219,7 +219,7 @@ struct CachedRing {
     loaded_ms: u64,
 }
 
-impl Keys {
+impl KeyCache {
     pub fn new(
         registry: Arc<dyn KeyRegistry>,
         vault: Arc<dyn KeyVault>,
@@ -457,7 +457,7 @@ mod tests {
             forget_after_secs: 1000,
         };
         let rotation = KeyRotation::new(store.clone(), vault.clone(), clock.clone(), policy);
-        let here = Keys::new(store.clone(), vault.clone(), clock.clone(), 60);
+        let here = KeyCache::new(store.clone(), vault.clone(), clock.clone(), 60);
         rotation.ensure_active().await.unwrap();
         let first = here.ring().await.unwrap();
         assert_eq!(first.jwks().keys.len(), 1);

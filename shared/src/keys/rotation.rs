@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use super::registry::{KeyRecord, KeyRegistry, KeyRegistryDocument, KeyState, SaveOutcome};
 use super::vault::{KeyVault, NewKey};
-use super::{PublicKey, SigningAlgorithm};
+use super::{KeyCache, PublicKey, SigningAlgorithm};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
@@ -181,6 +181,9 @@ pub struct KeyRotation {
     vault: Arc<dyn KeyVault>,
     clock: Arc<dyn Clock>,
     policy: RotationPolicy,
+    /// This process's key cache, forgotten after every change so that it signs and
+    /// verifies with the new ring at once (other processes follow within its TTL).
+    cache: Option<Arc<KeyCache>>,
 }
 
 impl KeyRotation {
@@ -195,7 +198,14 @@ impl KeyRotation {
             vault,
             clock,
             policy,
+            cache: None,
         }
+    }
+
+    /// Also forget `cache` after each change this rotation makes (or attempts).
+    pub fn invalidating(mut self, cache: Arc<KeyCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Every key the registry holds, published first, newest first.
@@ -243,7 +253,20 @@ impl KeyRotation {
         Ok(report)
     }
 
+    /// Plans and applies one change (see [`Self::apply`]), then forgets this process's
+    /// cached key ring, whatever the outcome (a failed write may still have landed).
     async fn change(
+        &self,
+        decide: impl Fn(&KeyRegistryDocument, u64) -> Result<KeyChange, Error>,
+    ) -> Result<RotationReport, Error> {
+        let report = self.apply(decide).await;
+        if let Some(cache) = &self.cache {
+            cache.invalidate();
+        }
+        report
+    }
+
+    async fn apply(
         &self,
         decide: impl Fn(&KeyRegistryDocument, u64) -> Result<KeyChange, Error>,
     ) -> Result<RotationReport, Error> {
@@ -307,8 +330,9 @@ impl KeyRotation {
                 }
             }
         }
-        Err(Error::Unavailable(
-            "the key registry kept changing under this step; retry".into(),
+        Err(Error::unavailable(
+            "the key registry kept changing under this step; retry",
+            "lost every conditional write of this step to concurrent steps",
         ))
     }
 

@@ -1,0 +1,314 @@
+//! The route table: the one place that says, for every endpoint, its method, path pattern,
+//! the Lambda function that serves it, who may call it, and its handler. Matching, the
+//! `Allow` header, the function map, the RFC 8414 metadata URLs, `serve`'s banner and the
+//! template check in `tests/events.rs` all read it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::Method;
+use lambda_http::{Body, Request, Response};
+
+use super::handlers;
+use crate::error::Error;
+use crate::service::TokenService;
+use crate::token::AccessClaims;
+
+/// What a handler gets: the service, the request, and what routing found out.
+pub struct Call<'a> {
+    pub service: &'a TokenService,
+    pub request: &'a Request,
+    /// The API Gateway stage prefix (`/prod`), or empty.
+    pub base_path: &'a str,
+    /// The route's `{…}` path segment, percent-decoded, if its pattern has one.
+    pub param: Option<String>,
+}
+
+pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> + Send + 'a>>;
+
+/// A route's handler, by who may call it. [`crate::http::handle`] checks the caller before
+/// the handler runs, for every route alike.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Anyone.
+    Public(for<'a> fn(Call<'a>) -> Reply<'a>),
+    /// A valid, unrevoked access token (`Authorization: Bearer`); the handler gets its claims.
+    Bearer(for<'a> fn(Call<'a>, AccessClaims) -> Reply<'a>),
+    /// A valid access token with the admin scope ([`crate::service::ADMIN_SCOPE`]).
+    Admin(for<'a> fn(Call<'a>, AccessClaims) -> Reply<'a>),
+}
+
+/// The Lambda functions that serve HTTP routes (`functions/<name>`); `authorizer` answers
+/// API Gateway authorizer events instead, and `rotate-keys` also takes its schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Login,
+    Refresh,
+    Revoke,
+    Jwks,
+    RotateKeys,
+}
+
+impl Function {
+    pub const ALL: &'static [Function] = &[
+        Function::Login,
+        Function::Refresh,
+        Function::Revoke,
+        Function::Jwks,
+        Function::RotateKeys,
+    ];
+
+    /// The function's name: its folder in `functions/` and `events/`, its `CodeUri` in
+    /// template.yaml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Login => "login",
+            Function::Refresh => "refresh",
+            Function::Revoke => "revoke",
+            Function::Jwks => "jwks",
+            Function::RotateKeys => "rotate-keys",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Function> {
+        Function::ALL.iter().copied().find(|f| f.name() == name)
+    }
+
+    /// The routes this function serves.
+    pub fn routes(self) -> impl Iterator<Item = &'static Route> {
+        ROUTES.iter().filter(move |route| route.function == self)
+    }
+}
+
+/// One endpoint.
+pub struct Route {
+    pub method: Method,
+    /// The path pattern as API Gateway and the README write it; one segment may be a
+    /// parameter in braces (`/admin/keys/{kid}/retire`).
+    pub path: &'static str,
+    pub function: Function,
+    pub handler: Handler,
+}
+
+pub const LOGIN: Route = Route {
+    method: Method::POST,
+    path: "/login",
+    function: Function::Login,
+    handler: Handler::Public(|call| Box::pin(handlers::login(call))),
+};
+pub const TOKEN: Route = Route {
+    method: Method::POST,
+    path: "/token",
+    function: Function::Login,
+    handler: Handler::Public(|call| Box::pin(handlers::token(call))),
+};
+pub const REFRESH: Route = Route {
+    method: Method::POST,
+    path: "/refresh",
+    function: Function::Refresh,
+    handler: Handler::Public(|call| Box::pin(handlers::refresh(call))),
+};
+pub const REVOKE: Route = Route {
+    method: Method::POST,
+    path: "/revoke",
+    function: Function::Revoke,
+    handler: Handler::Public(|call| Box::pin(handlers::revoke(call))),
+};
+pub const ADMIN_REVOKE_USER: Route = Route {
+    method: Method::POST,
+    path: "/admin/users/{username}/revoke",
+    function: Function::Revoke,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_revoke_user(call, caller))),
+};
+pub const ADMIN_LIST_KEYS: Route = Route {
+    method: Method::GET,
+    path: "/admin/keys",
+    function: Function::RotateKeys,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_list_keys(call, caller))),
+};
+pub const ADMIN_ROTATE_KEYS: Route = Route {
+    method: Method::POST,
+    path: "/admin/keys/rotate",
+    function: Function::RotateKeys,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_rotate_keys(call, caller))),
+};
+pub const ADMIN_RETIRE_KEY: Route = Route {
+    method: Method::POST,
+    path: "/admin/keys/{kid}/retire",
+    function: Function::RotateKeys,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_retire_key(call, caller))),
+};
+pub const JWKS: Route = Route {
+    method: Method::GET,
+    path: "/.well-known/jwks.json",
+    function: Function::Jwks,
+    handler: Handler::Public(|call| Box::pin(handlers::jwks(call))),
+};
+pub const METADATA: Route = Route {
+    method: Method::GET,
+    path: "/.well-known/oauth-authorization-server",
+    function: Function::Jwks,
+    handler: Handler::Public(|call| Box::pin(handlers::metadata(call))),
+};
+pub const USERINFO: Route = Route {
+    method: Method::GET,
+    path: "/userinfo",
+    function: Function::Jwks,
+    handler: Handler::Bearer(|call, caller| Box::pin(handlers::userinfo(call, caller))),
+};
+
+/// Every route tokenlife serves, in the order the banner and the README list them.
+pub const ROUTES: &[Route] = &[
+    LOGIN,
+    TOKEN,
+    REFRESH,
+    REVOKE,
+    ADMIN_REVOKE_USER,
+    ADMIN_LIST_KEYS,
+    ADMIN_ROTATE_KEYS,
+    ADMIN_RETIRE_KEY,
+    JWKS,
+    METADATA,
+    USERINFO,
+];
+
+impl Route {
+    /// `Some(param)` when `path` fits this route's pattern (`param` is the decoded `{…}`
+    /// segment, if the pattern has one); `None` otherwise. A parameter segment must be
+    /// non-empty and strictly percent-encoded.
+    pub fn matches(&self, path: &str) -> Option<Option<String>> {
+        let mut param = None;
+        let mut pattern = self.path.split('/');
+        let mut actual = path.split('/');
+        loop {
+            match (pattern.next(), actual.next()) {
+                (None, None) => return Some(param),
+                (Some(p), Some(a)) if p.starts_with('{') => {
+                    if a.is_empty() {
+                        return None;
+                    }
+                    param = Some(percent_decode(a)?);
+                }
+                (Some(p), Some(a)) if p == a => {}
+                _ => return None,
+            }
+        }
+    }
+
+    fn has_param(&self) -> bool {
+        self.path.contains('{')
+    }
+
+    /// The same route behind a given base URL (`issuer` + path), for links such as the
+    /// RFC 8414 metadata.
+    pub fn url(&self, base: &str) -> String {
+        format!("{base}{}", self.path)
+    }
+}
+
+/// The routes whose pattern fits `path` (any method), each with its decoded parameter;
+/// routes without a parameter first, so a literal path wins over a pattern.
+pub fn matching(path: &str) -> Vec<(&'static Route, Option<String>)> {
+    let mut found: Vec<_> = ROUTES
+        .iter()
+        .filter_map(|route| route.matches(path).map(|param| (route, param)))
+        .collect();
+    found.sort_by_key(|(route, _)| route.has_param());
+    found
+}
+
+/// Strict percent-decoding of a path segment: a `%` not followed by two hex digits, or a
+/// result that is not UTF-8, is refused rather than passed through.
+fn percent_decode(text: &str) -> Option<String> {
+    let input = text.as_bytes();
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            let hex = input.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(input[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_of(path: &str) -> Option<(&'static str, Option<String>)> {
+        matching(path)
+            .into_iter()
+            .next()
+            .map(|(route, param)| (route.path, param))
+    }
+
+    #[test]
+    fn paths_route_to_endpoints() {
+        for route in ROUTES {
+            let path = route
+                .path
+                .replace("{username}", "alice")
+                .replace("{kid}", "k1");
+            let found = matching(&path);
+            assert_eq!(found.len(), 1, "{path} fits one pattern");
+            assert_eq!(found[0].0.path, route.path, "{path}");
+            let same = |r: &Route| r.method == route.method && r.path == route.path;
+            assert_eq!(ROUTES.iter().filter(|r| same(r)).count(), 1, "{path} listed once");
+            let served_by = Function::ALL
+                .iter()
+                .filter(|f| f.routes().any(same))
+                .count();
+            assert_eq!(
+                served_by, 1,
+                "{} is served by exactly one function",
+                route.path
+            );
+        }
+        assert_eq!(
+            route_of("/admin/users/a%20b/revoke"),
+            Some((ADMIN_REVOKE_USER.path, Some("a b".into())))
+        );
+        assert_eq!(
+            route_of("/admin/keys/rotate"),
+            Some((ADMIN_ROTATE_KEYS.path, None))
+        );
+        assert_eq!(
+            route_of("/admin/keys/rotate/retire"),
+            Some((ADMIN_RETIRE_KEY.path, Some("rotate".into())))
+        );
+        for path in [
+            "/",
+            "/login/",
+            "/admin/users//revoke",
+            "/admin/users/a/b/revoke",
+            "/admin/users/%zz/revoke",
+            "/admin/users/%ff/revoke",
+            "/admin/users/%+f/revoke",
+            "/admin/keys/",
+            "/admin/keys//retire",
+            "/admin/keys/a/b/retire",
+        ] {
+            assert_eq!(route_of(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn function_names_round_trip() {
+        for function in Function::ALL {
+            assert_eq!(Function::from_name(function.name()), Some(*function));
+            assert!(
+                function.routes().next().is_some(),
+                "{function:?} serves a route"
+            );
+        }
+        assert_eq!(Function::from_name("logn"), None);
+    }
+}
