@@ -598,8 +598,8 @@ struct OwnKms {
 
 impl OwnKms {
     fn start() -> OwnKms {
-        let binary = std::env::var("TOKENLIFE_MINISTACK").unwrap_or_else(|_| {
-            panic!("TOKENLIFE_MINISTACK is not set: run ./scripts/test, which installs ministack and sets it")
+        let binary = std::env::var("TOKENLIFE_TEST_MINISTACK").unwrap_or_else(|_| {
+            panic!("TOKENLIFE_TEST_MINISTACK is not set: run ./scripts/test, which installs ministack and sets it")
         });
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

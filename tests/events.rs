@@ -586,3 +586,25 @@ fn template_routes_each_endpoint_to_the_function_that_serves_it() {
         }
     }
 }
+
+/// Every `TOKENLIFE_*` variable template.yaml sets is a declared setting (a typo there
+/// would stop every function at start).
+#[test]
+fn template_sets_only_declared_settings() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    let mut found = 0;
+    for (i, _) in template.match_indices("TOKENLIFE_") {
+        let name: String = template[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        assert!(
+            tokenlife::config::SETTINGS.iter().any(|s| s.name == name),
+            "template.yaml sets {name}, which is not a setting"
+        );
+        found += 1;
+    }
+    assert!(found > 10, "template.yaml sets the functions' settings");
+}

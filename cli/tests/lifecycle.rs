@@ -770,9 +770,9 @@ fn jose_verifies_our_tokens_on_aws() {
 }
 
 fn a_third_party_verifier_accepts_our_tokens_against_our_jwks(backend: Backend) {
-    let Ok(verifier) = std::env::var("TOKENLIFE_JOSE_VERIFIER") else {
+    let Ok(verifier) = std::env::var("TOKENLIFE_TEST_JOSE_VERIFIER") else {
         panic!(
-            "TOKENLIFE_JOSE_VERIFIER is not set: run ./scripts/test, which installs the Node jose \
+            "TOKENLIFE_TEST_JOSE_VERIFIER is not set: run ./scripts/test, which installs the Node jose \
              verifier (tests/jose) with npm and sets it, or set it to the path of an installed verify.mjs"
         );
     };
@@ -839,9 +839,9 @@ fn bad_configuration_fails_at_start_naming_the_variable() {
 
 /// The path of an installed `tests/jose/<script>` (`./scripts/test` installs them).
 fn jose_script(script: &str) -> std::path::PathBuf {
-    let Ok(verifier) = std::env::var("TOKENLIFE_JOSE_VERIFIER") else {
+    let Ok(verifier) = std::env::var("TOKENLIFE_TEST_JOSE_VERIFIER") else {
         panic!(
-            "TOKENLIFE_JOSE_VERIFIER is not set: run ./scripts/test, which installs the Node jose \
+            "TOKENLIFE_TEST_JOSE_VERIFIER is not set: run ./scripts/test, which installs the Node jose \
              verifier (tests/jose) with npm and sets it, or set it to the path of an installed verify.mjs"
         );
     };

@@ -182,7 +182,7 @@ impl App {
         let config = Config::from_env()?;
         if config.issuer.is_none() {
             return Err(ConfigError {
-                variable: "TOKENLIFE_ISSUER",
+                variable: "TOKENLIFE_ISSUER".into(),
                 problem: "must be set for a Lambda function (the API's public base URL)".into(),
             }
             .into());

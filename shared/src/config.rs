@@ -1,7 +1,12 @@
 //! Every setting of tokenlife, read once from environment variables into a typed [`Config`].
 //!
-//! A bad value fails at start with a [`ConfigError`] naming the variable; nothing reads the
-//! environment after start. The README documents each variable and its default.
+//! Each `TOKENLIFE_*` setting is declared once, in [`SETTINGS`]: its name, default, accepted
+//! values, one-line doc, and the field it sets. Parsing and defaults derive from that table,
+//! and a test checks the README's configuration table against it. A bad value, or an
+//! unknown `TOKENLIFE_*` variable (a typo), fails at start with a [`ConfigError`] naming it;
+//! nothing reads the environment after start.
+
+use std::collections::HashMap;
 
 use crate::http::origin_of;
 use crate::keys::SigningAlgorithm;
@@ -17,6 +22,8 @@ pub enum Backend {
     Aws,
 }
 
+/// The typed settings. Field docs say what a value means to the code; the variables, their
+/// defaults and ranges are in [`SETTINGS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub backend: Backend,
@@ -26,35 +33,27 @@ pub struct Config {
     pub issuer: Option<String>,
     /// `aud` of every access token, and the only audience accepted on verification.
     pub audience: String,
-    /// Access-token lifetime, seconds.
     pub access_ttl_secs: u64,
-    /// Absolute refresh-session lifetime, seconds: no session outlives it.
+    /// No session outlives it, however often it is refreshed.
     pub refresh_ttl_secs: u64,
-    /// Idle timeout of a refresh session, seconds; 0 disables.
+    /// 0 disables.
     pub refresh_idle_secs: u64,
-    /// How long a just-spent refresh token still yields the same successor; 0 disables.
+    /// 0 disables.
     pub refresh_grace_secs: u64,
-    /// Clock-skew allowance on exp/nbf/iat, seconds.
     pub leeway_secs: u64,
     pub algorithm: SigningAlgorithm,
-    /// Browser origins allowed to call with credentials (CORS) and to refresh by cookie.
     pub cors_origins: Vec<String>,
-    /// Whether login and refresh also set the refresh token as an HttpOnly cookie.
     pub refresh_cookie: bool,
-    /// `Cache-Control: max-age` of the JWKS, seconds.
     pub jwks_max_age_secs: u64,
-    /// How long a process keeps its key ring before re-reading the key registry, seconds:
-    /// the longest a promotion or an emergency retirement takes to reach every process.
+    /// The longest a promotion or an emergency retirement takes to reach every process.
     pub key_cache_ttl_secs: u64,
-    /// How long a pending key is published before it may sign, seconds. Default: the JWKS
-    /// max-age plus the key cache TTL (our JWKS route may serve a ring that old).
-    pub key_publish_delay_secs: u64,
-    /// KMS deletion window of retired keys, days (7-30).
+    /// `None`: see [`Config::key_publish_delay_secs`].
+    pub key_publish_delay: Option<u64>,
     pub key_deletion_window_days: u8,
     pub argon2: Argon2Params,
 }
 
-/// argon2id cost parameters (OWASP's first recommendation by default: 19 MiB, 2 passes, 1 lane).
+/// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
     pub memory_kib: u32,
@@ -72,255 +71,468 @@ impl Argon2Params {
     };
 }
 
-impl Default for Argon2Params {
-    fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-        }
-    }
+/// One `TOKENLIFE_*` setting.
+pub struct Setting {
+    pub name: &'static str,
+    /// The default, parsed like a set value; `None`: unset unless given (the doc says what
+    /// that means).
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+    pub kind: Kind,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            backend: Backend::Memory,
-            tables: TableNames {
-                users: "tokenlife-users".to_owned(),
-                sessions: "tokenlife-sessions".to_owned(),
-                revocations: "tokenlife-revocations".to_owned(),
-                keys: "tokenlife-keys".to_owned(),
-            },
-            issuer: None,
-            audience: "tokenlife".to_owned(),
-            access_ttl_secs: 900,
-            refresh_ttl_secs: 30 * 24 * 3600,
-            refresh_idle_secs: 0,
-            refresh_grace_secs: 5,
-            leeway_secs: 30,
-            algorithm: SigningAlgorithm::Es256,
-            cors_origins: Vec::new(),
-            refresh_cookie: true,
-            jwks_max_age_secs: 300,
-            key_cache_ttl_secs: 60,
-            key_publish_delay_secs: 300 + 60,
-            key_deletion_window_days: 30,
-            argon2: Argon2Params::default(),
-        }
-    }
+/// What a setting accepts, and the field it sets.
+pub enum Kind {
+    /// A whole number in `min..=max`.
+    Number {
+        min: u64,
+        max: u64,
+        set: fn(&mut Config, u64),
+    },
+    /// true/false (also 1/0, yes/no, on/off).
+    Flag { set: fn(&mut Config, bool) },
+    /// A DynamoDB table name: 3-255 of `[A-Za-z0-9_.-]`.
+    Table { set: fn(&mut Config, String) },
+    /// Anything else: `set` parses the (trimmed, non-empty) text or says what it expected.
+    Text {
+        set: fn(&mut Config, &str) -> Result<(), String>,
+    },
 }
+
+/// Every setting. The README's configuration table lists the same names and defaults.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "TOKENLIFE_BACKEND",
+        default: Some("memory"),
+        doc: "`memory` (in-memory, keys held in the process) or `aws` (DynamoDB + KMS).",
+        kind: Kind::Text {
+            set: |c, text| {
+                c.backend = match text.to_ascii_lowercase().as_str() {
+                    "memory" => Backend::Memory,
+                    "aws" => Backend::Aws,
+                    _ => return Err(format!("expected memory or aws, got {text:?}")),
+                };
+                Ok(())
+            },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_USERS_TABLE",
+        default: Some("tokenlife-users"),
+        doc: "DynamoDB table of users (`aws`).",
+        kind: Kind::Table {
+            set: |c, name| c.tables.users = name,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_SESSIONS_TABLE",
+        default: Some("tokenlife-sessions"),
+        doc: "DynamoDB table of sessions/refresh tokens (`aws`).",
+        kind: Kind::Table {
+            set: |c, name| c.tables.sessions = name,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_REVOCATIONS_TABLE",
+        default: Some("tokenlife-revocations"),
+        doc: "DynamoDB table of revocation entries (`aws`).",
+        kind: Kind::Table {
+            set: |c, name| c.tables.revocations = name,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_KEYS_TABLE",
+        default: Some("tokenlife-keys"),
+        doc: "DynamoDB table of the signing-key registry (`aws`); its KMS keys are tagged `tokenlife-registry=<this name>`.",
+        kind: Kind::Table {
+            set: |c, name| c.tables.keys = name,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_ISSUER",
+        default: None,
+        doc: "`iss` of the tokens and base of the metadata URLs, an http(s) URL. Unset: `serve` uses its own base URL; a Lambda function refuses to start.",
+        kind: Kind::Text {
+            set: |c, text| {
+                let issuer = text.trim_end_matches('/');
+                if origin_of(issuer).is_none() {
+                    return Err(format!(
+                        "expected an http(s) URL such as https://auth.example.com, got {text:?}"
+                    ));
+                }
+                c.issuer = Some(issuer.to_owned());
+                Ok(())
+            },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_AUDIENCE",
+        default: Some("tokenlife"),
+        doc: "`aud` of the tokens; the only audience accepted.",
+        kind: Kind::Text {
+            set: |c, text| {
+                c.audience = text.to_owned();
+                Ok(())
+            },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_ACCESS_TTL",
+        default: Some("900"),
+        doc: "Access-token lifetime, seconds.",
+        kind: Kind::Number {
+            min: 1,
+            max: 86_400,
+            set: |c, n| c.access_ttl_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_REFRESH_TTL",
+        default: Some("2592000"),
+        doc: "Absolute session lifetime, seconds (30 days): however often it is refreshed, a session ends then.",
+        kind: Kind::Number {
+            min: 60,
+            max: 366 * 86_400,
+            set: |c, n| c.refresh_ttl_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_REFRESH_IDLE",
+        default: Some("0"),
+        doc: "Idle timeout, seconds: a session unused this long can no longer refresh. `0`: off.",
+        kind: Kind::Number {
+            min: 0,
+            max: 366 * 86_400,
+            set: |c, n| c.refresh_idle_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_REFRESH_GRACE",
+        default: Some("5"),
+        doc: "Seconds during which a just-spent refresh token returns the same successor (lost responses, two tabs). `0` disables: any second use is reuse.",
+        kind: Kind::Number {
+            min: 0,
+            max: 300,
+            set: |c, n| c.refresh_grace_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_LEEWAY",
+        default: Some("30"),
+        doc: "Clock-skew allowance on `exp`, `nbf`, `iat`, seconds.",
+        kind: Kind::Number {
+            min: 0,
+            max: 600,
+            set: |c, n| c.leeway_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_ALG",
+        default: Some("ES256"),
+        doc: "`ES256` (P-256) or `RS256` (RSA 2048).",
+        kind: Kind::Text {
+            set: |c, text| {
+                c.algorithm = SigningAlgorithm::from_name(text)
+                    .ok_or_else(|| format!("expected ES256 or RS256, got {text:?}"))?;
+                Ok(())
+            },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_CORS_ORIGINS",
+        default: None,
+        doc: "Comma-separated browser origins (`https://app.example.com`) allowed to call with credentials and to refresh by cookie. Unset: none.",
+        kind: Kind::Text {
+            set: |c, text| {
+                c.cors_origins = parse_origins(text)?;
+                Ok(())
+            },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_REFRESH_COOKIE",
+        default: Some("true"),
+        doc: "Whether `/login` and `/refresh` also set the refresh token as a cookie.",
+        kind: Kind::Flag {
+            set: |c, on| c.refresh_cookie = on,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_JWKS_MAX_AGE",
+        default: Some("300"),
+        doc: "`Cache-Control: max-age` of the JWKS, seconds: how long clients may keep our key set.",
+        kind: Kind::Number {
+            min: 0,
+            max: 86_400,
+            set: |c, n| c.jwks_max_age_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_KEY_CACHE_TTL",
+        default: Some("60"),
+        doc: "How long each process keeps its key ring before re-reading the registry, seconds: the longest a promotion or an emergency retirement takes to reach every process.",
+        kind: Kind::Number {
+            min: 1,
+            max: 3600,
+            set: |c, n| c.key_cache_ttl_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_KEY_PUBLISH_DELAY",
+        default: None,
+        doc: "How long a new key is published before it may sign, seconds. Unset: `TOKENLIFE_JWKS_MAX_AGE` + `TOKENLIFE_KEY_CACHE_TTL` (360). Shorter than that risks clients that have not seen the key yet.",
+        kind: Kind::Number {
+            min: 0,
+            max: 30 * 86_400,
+            set: |c, n| c.key_publish_delay = Some(n),
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_KEY_DELETION_WINDOW_DAYS",
+        default: Some("30"),
+        doc: "KMS deletion window of retired keys, days.",
+        kind: Kind::Number {
+            min: 7,
+            max: 30,
+            set: |c, n| c.key_deletion_window_days = n as u8,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_ARGON2_MEMORY_KIB",
+        default: Some("19456"),
+        doc: "argon2id memory cost, KiB (OWASP: 19 MiB); at least 8 per lane.",
+        kind: Kind::Number {
+            min: 8,
+            max: 4 * 1024 * 1024,
+            set: |c, n| c.argon2.memory_kib = n as u32,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_ARGON2_ITERATIONS",
+        default: Some("2"),
+        doc: "argon2id passes.",
+        kind: Kind::Number {
+            min: 1,
+            max: 100,
+            set: |c, n| c.argon2.iterations = n as u32,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_ARGON2_PARALLELISM",
+        default: Some("1"),
+        doc: "argon2id lanes.",
+        kind: Kind::Number {
+            min: 1,
+            max: 64,
+            set: |c, n| c.argon2.parallelism = n as u32,
+        },
+    },
+];
+
+/// `TOKENLIFE_*` variables that are not settings of the service: the test and install
+/// scripts' own (`TOKENLIFE_CACHE`, and any `TOKENLIFE_TEST_*`). Every other unknown
+/// `TOKENLIFE_*` variable stops the start.
+const NOT_SETTINGS: &[&str] = &["TOKENLIFE_CACHE"];
+const TEST_PREFIX: &str = "TOKENLIFE_TEST_";
 
 /// A setting that could not be used; names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {variable}: {problem}")]
 pub struct ConfigError {
-    pub variable: &'static str,
+    pub variable: String,
     pub problem: String,
 }
 
+impl Default for Config {
+    /// Every setting at its declared default.
+    fn default() -> Self {
+        match Self::from_lookup(|_| None) {
+            Ok(config) => config,
+            // Unreachable for the declared defaults (`defaults_apply_when_nothing_is_set`
+            // parses them all); a wrong default is a bug to see at once.
+            Err(error) => panic!("a declared default does not parse: {error}"),
+        }
+    }
+}
+
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment: every `TOKENLIFE_*` variable must be a known setting.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let mut vars = HashMap::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| n.starts_with("TOKENLIFE_")) else {
+                continue;
+            };
+            let value = value.into_string().map_err(|_| ConfigError {
+                variable: name.to_owned(),
+                problem: "is not valid UTF-8".into(),
+            })?;
+            vars.insert(name.to_owned(), value);
+        }
+        Self::from_vars(&vars)
     }
 
-    /// Reads settings through `lookup` (the environment, or a map in tests).
+    /// Reads `vars` (name -> value), refusing unknown `TOKENLIFE_*` names.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut unknown: Vec<&String> = vars
+            .keys()
+            .filter(|name| name.starts_with("TOKENLIFE_"))
+            .filter(|name| {
+                !name.starts_with(TEST_PREFIX)
+                    && !NOT_SETTINGS.contains(&name.as_str())
+                    && !SETTINGS.iter().any(|s| s.name == name.as_str())
+            })
+            .collect();
+        unknown.sort();
+        if let Some(name) = unknown.first() {
+            // A setting that contains the rest of the name (TOKENLIFE_GRACE), else the
+            // nearest by edits (TOKENLIFE_ACESS_TTL).
+            let rest = name.trim_start_matches("TOKENLIFE_");
+            let closest = SETTINGS
+                .iter()
+                .min_by_key(|s| (!s.name.contains(rest), edit_distance(s.name, name)))
+                .map_or("", |s| s.name);
+            return Err(ConfigError {
+                variable: (*name).clone(),
+                problem: format!(
+                    "is not a tokenlife setting (did you mean {closest}?); the settings are listed in the README"
+                ),
+            });
+        }
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// Reads settings through `lookup`; an empty value counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
-        let defaults = Config::default();
-        let mut config = Config {
-            backend: match env
-                .text("TOKENLIFE_BACKEND")?
-                .map(|b| b.trim().to_ascii_lowercase())
-            {
-                None => defaults.backend,
-                Some(b) if b == "memory" => Backend::Memory,
-                Some(b) if b == "aws" => Backend::Aws,
-                Some(other) => {
-                    return Err(ConfigError {
-                        variable: "TOKENLIFE_BACKEND",
-                        problem: format!("expected memory or aws, got {other:?}"),
-                    });
-                }
-            },
-            tables: TableNames {
-                users: env
-                    .table_name("TOKENLIFE_USERS_TABLE")?
-                    .unwrap_or(defaults.tables.users),
-                sessions: env
-                    .table_name("TOKENLIFE_SESSIONS_TABLE")?
-                    .unwrap_or(defaults.tables.sessions),
-                revocations: env
-                    .table_name("TOKENLIFE_REVOCATIONS_TABLE")?
-                    .unwrap_or(defaults.tables.revocations),
-                keys: env
-                    .table_name("TOKENLIFE_KEYS_TABLE")?
-                    .unwrap_or(defaults.tables.keys),
-            },
-            issuer: env
-                .text("TOKENLIFE_ISSUER")?
-                .map(parse_issuer)
-                .transpose()?,
-            audience: env.text("TOKENLIFE_AUDIENCE")?.unwrap_or(defaults.audience),
-            access_ttl_secs: env
-                .seconds("TOKENLIFE_ACCESS_TTL", 1..=86_400)?
-                .unwrap_or(defaults.access_ttl_secs),
-            refresh_ttl_secs: env
-                .seconds("TOKENLIFE_REFRESH_TTL", 60..=366 * 86_400)?
-                .unwrap_or(defaults.refresh_ttl_secs),
-            refresh_idle_secs: env
-                .seconds("TOKENLIFE_REFRESH_IDLE", 0..=366 * 86_400)?
-                .unwrap_or(defaults.refresh_idle_secs),
-            refresh_grace_secs: env
-                .seconds("TOKENLIFE_REFRESH_GRACE", 0..=300)?
-                .unwrap_or(defaults.refresh_grace_secs),
-            leeway_secs: env
-                .seconds("TOKENLIFE_LEEWAY", 0..=600)?
-                .unwrap_or(defaults.leeway_secs),
-            algorithm: match env.text("TOKENLIFE_ALG")? {
-                None => defaults.algorithm,
-                Some(name) => SigningAlgorithm::from_name(&name).ok_or(ConfigError {
-                    variable: "TOKENLIFE_ALG",
-                    problem: format!("expected ES256 or RS256, got {name:?}"),
-                })?,
-            },
-            cors_origins: match env.text("TOKENLIFE_CORS_ORIGINS")? {
-                None => Vec::new(),
-                Some(list) => parse_origins(&list)?,
-            },
-            refresh_cookie: env
-                .boolean("TOKENLIFE_REFRESH_COOKIE")?
-                .unwrap_or(defaults.refresh_cookie),
-            jwks_max_age_secs: env
-                .seconds("TOKENLIFE_JWKS_MAX_AGE", 0..=86_400)?
-                .unwrap_or(defaults.jwks_max_age_secs),
-            key_cache_ttl_secs: env
-                .seconds("TOKENLIFE_KEY_CACHE_TTL", 1..=3600)?
-                .unwrap_or(defaults.key_cache_ttl_secs),
-            // Set below: its default depends on two other settings.
-            key_publish_delay_secs: 0,
-            key_deletion_window_days: env
-                .number("TOKENLIFE_KEY_DELETION_WINDOW_DAYS", 7..=30)?
-                .map_or(defaults.key_deletion_window_days, |days| days as u8),
-            argon2: Argon2Params {
-                memory_kib: env
-                    .number("TOKENLIFE_ARGON2_MEMORY_KIB", 8..=4 * 1024 * 1024)?
-                    .unwrap_or(defaults.argon2.memory_kib),
-                iterations: env
-                    .number("TOKENLIFE_ARGON2_ITERATIONS", 1..=100)?
-                    .unwrap_or(defaults.argon2.iterations),
-                parallelism: env
-                    .number("TOKENLIFE_ARGON2_PARALLELISM", 1..=64)?
-                    .unwrap_or(defaults.argon2.parallelism),
-            },
-        };
-        config.key_publish_delay_secs = env
-            .seconds("TOKENLIFE_KEY_PUBLISH_DELAY", 0..=30 * 86_400)?
-            .unwrap_or(config.jwks_max_age_secs + config.key_cache_ttl_secs);
+        let mut config = Self::unset();
+        for setting in SETTINGS {
+            let given = lookup(setting.name).filter(|v| !v.trim().is_empty());
+            let Some(text) = given.as_deref().or(setting.default) else {
+                continue;
+            };
+            setting
+                .apply(&mut config, text.trim())
+                .map_err(|problem| ConfigError {
+                    variable: setting.name.to_owned(),
+                    problem,
+                })?;
+        }
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {
-                variable: "TOKENLIFE_ARGON2_MEMORY_KIB",
+                variable: "TOKENLIFE_ARGON2_MEMORY_KIB".into(),
                 problem: "must be at least 8 KiB per lane of TOKENLIFE_ARGON2_PARALLELISM".into(),
             });
         }
         Ok(config)
     }
 
+    /// The values before settings apply: every field is then set from its setting (given
+    /// or default), except the optional ones whose setting is unset.
+    fn unset() -> Self {
+        Config {
+            backend: Backend::Memory,
+            tables: TableNames {
+                users: String::new(),
+                sessions: String::new(),
+                revocations: String::new(),
+                keys: String::new(),
+            },
+            issuer: None,
+            audience: String::new(),
+            access_ttl_secs: 0,
+            refresh_ttl_secs: 0,
+            refresh_idle_secs: 0,
+            refresh_grace_secs: 0,
+            leeway_secs: 0,
+            algorithm: SigningAlgorithm::Es256,
+            cors_origins: Vec::new(),
+            refresh_cookie: false,
+            jwks_max_age_secs: 0,
+            key_cache_ttl_secs: 0,
+            key_publish_delay: None,
+            key_deletion_window_days: 0,
+            argon2: Argon2Params {
+                memory_kib: 0,
+                iterations: 0,
+                parallelism: 0,
+            },
+        }
+    }
+
     /// The issuer, or `fallback` when none was configured.
     pub fn issuer_or(&self, fallback: &str) -> String {
         self.issuer.clone().unwrap_or_else(|| fallback.to_owned())
     }
-}
 
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    /// A set, non-empty value (an empty variable counts as unset).
-    fn text(&self, variable: &'static str) -> Result<Option<String>, ConfigError> {
-        Ok(self.0(variable).filter(|v| !v.trim().is_empty()))
-    }
-
-    /// A DynamoDB table name: 3-255 of `[A-Za-z0-9_.-]`.
-    fn table_name(&self, variable: &'static str) -> Result<Option<String>, ConfigError> {
-        let Some(name) = self.text(variable)? else {
-            return Ok(None);
-        };
-        let name = name.trim().to_owned();
-        let valid = (3..=255).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !valid {
-            return Err(ConfigError {
-                variable,
-                problem: format!(
-                    "{name:?} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
-                ),
-            });
-        }
-        Ok(Some(name))
-    }
-
-    fn number(
-        &self,
-        variable: &'static str,
-        range: std::ops::RangeInclusive<u32>,
-    ) -> Result<Option<u32>, ConfigError> {
-        self.seconds(variable, (*range.start() as u64)..=(*range.end() as u64))
-            .map(|v| v.map(|n| n as u32))
-    }
-
-    fn seconds(
-        &self,
-        variable: &'static str,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Result<Option<u64>, ConfigError> {
-        let Some(text) = self.text(variable)? else {
-            return Ok(None);
-        };
-        let value: u64 = text.trim().parse().map_err(|_| ConfigError {
-            variable,
-            problem: format!("expected a whole number, got {text:?}"),
-        })?;
-        if !range.contains(&value) {
-            return Err(ConfigError {
-                variable,
-                problem: format!("{value} is outside {}..={}", range.start(), range.end()),
-            });
-        }
-        Ok(Some(value))
-    }
-
-    fn boolean(&self, variable: &'static str) -> Result<Option<bool>, ConfigError> {
-        let Some(text) = self.text(variable)? else {
-            return Ok(None);
-        };
-        match text.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(Some(true)),
-            "0" | "false" | "no" | "off" => Ok(Some(false)),
-            _ => Err(ConfigError {
-                variable,
-                problem: format!("expected true or false, got {text:?}"),
-            }),
-        }
+    /// How long a pending key is published before it may sign, seconds: the setting, or
+    /// by default the JWKS max-age plus the key cache TTL (our JWKS route may serve a ring
+    /// that old).
+    pub fn key_publish_delay_secs(&self) -> u64 {
+        self.key_publish_delay
+            .unwrap_or(self.jwks_max_age_secs + self.key_cache_ttl_secs)
     }
 }
 
-fn parse_issuer(text: String) -> Result<String, ConfigError> {
-    let issuer = text.trim().trim_end_matches('/').to_owned();
-    if origin_of(&issuer).is_none() {
-        return Err(ConfigError {
-            variable: "TOKENLIFE_ISSUER",
-            problem: format!(
-                "expected an http(s) URL such as https://auth.example.com, got {text:?}"
-            ),
-        });
+impl Setting {
+    fn apply(&self, config: &mut Config, text: &str) -> Result<(), String> {
+        match self.kind {
+            Kind::Number { min, max, set } => {
+                let value: u64 = text
+                    .parse()
+                    .map_err(|_| format!("expected a whole number, got {text:?}"))?;
+                if !(min..=max).contains(&value) {
+                    return Err(format!("{value} is outside {min}..={max}"));
+                }
+                set(config, value);
+            }
+            Kind::Flag { set } => match text.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => set(config, true),
+                "0" | "false" | "no" | "off" => set(config, false),
+                _ => return Err(format!("expected true or false, got {text:?}")),
+            },
+            Kind::Table { set } => {
+                let valid = (3..=255).contains(&text.len())
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if !valid {
+                    return Err(format!(
+                        "{text:?} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
+                    ));
+                }
+                set(config, text.to_owned());
+            }
+            Kind::Text { set } => set(config, text)?,
+        }
+        Ok(())
     }
-    Ok(issuer)
+
+    /// The setting's row in the README's configuration table.
+    fn readme_row(&self) -> String {
+        let default = self
+            .default
+            .map_or("unset".to_owned(), |d| format!("`{d}`"));
+        let accepts = match self.kind {
+            Kind::Number { min, max, .. } => format!(" Accepts {min}–{max}."),
+            Kind::Flag { .. } => " `true` or `false`.".to_owned(),
+            Kind::Table { .. } | Kind::Text { .. } => String::new(),
+        };
+        format!("| `{}` | {default} | {}{accepts} |", self.name, self.doc)
+    }
 }
 
-fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+/// The README's configuration table of the `TOKENLIFE_*` settings, rendered from
+/// [`SETTINGS`] (a test keeps the README equal to it).
+pub fn readme_table() -> String {
+    let mut table = "| Variable | Default | Meaning |\n|---|---|---|\n".to_owned();
+    for setting in SETTINGS {
+        table += &setting.readme_row();
+        table.push('\n');
+    }
+    table
+}
+
+fn parse_origins(list: &str) -> Result<Vec<String>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
@@ -328,15 +540,28 @@ fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
             let item = item.trim_end_matches('/');
             match origin_of(item) {
                 Some(origin) if origin == item.to_ascii_lowercase() => Ok(origin),
-                _ => Err(ConfigError {
-                    variable: "TOKENLIFE_CORS_ORIGINS",
-                    problem: format!(
-                        "expected origins like https://app.example.com (scheme, host, optional port; no path), got {item:?}"
-                    ),
-                }),
+                _ => Err(format!(
+                    "expected origins like https://app.example.com (scheme, host, optional port; no path), got {item:?}"
+                )),
             }
         })
         .collect()
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -354,7 +579,80 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        assert_eq!(config_from(&[]).unwrap(), Config::default());
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.backend, Backend::Memory);
+        assert_eq!(config.tables.users, "tokenlife-users");
+        assert_eq!(config.tables.sessions, "tokenlife-sessions");
+        assert_eq!(config.tables.revocations, "tokenlife-revocations");
+        assert_eq!(config.tables.keys, "tokenlife-keys");
+        assert_eq!(config.issuer, None);
+        assert_eq!(config.audience, "tokenlife");
+        assert_eq!(config.access_ttl_secs, 900);
+        assert_eq!(config.refresh_ttl_secs, 30 * 24 * 3600);
+        assert_eq!(config.refresh_idle_secs, 0);
+        assert_eq!(config.refresh_grace_secs, 5);
+        assert_eq!(config.leeway_secs, 30);
+        assert_eq!(config.algorithm, SigningAlgorithm::Es256);
+        assert!(config.cors_origins.is_empty());
+        assert!(config.refresh_cookie);
+        assert_eq!(config.jwks_max_age_secs, 300);
+        assert_eq!(config.key_cache_ttl_secs, 60);
+        assert_eq!(config.key_publish_delay_secs(), 300 + 60);
+        assert_eq!(config.key_deletion_window_days, 30);
+        // OWASP's first argon2id recommendation: 19 MiB, 2 passes, 1 lane.
+        assert_eq!(
+            config.argon2,
+            Argon2Params {
+                memory_kib: 19 * 1024,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_tokenlife_variables_stop_the_start() {
+        let vars = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let error = Config::from_vars(&vars(&[("TOKENLIFE_ACESS_TTL", "60")])).unwrap_err();
+        assert_eq!(error.variable, "TOKENLIFE_ACESS_TTL");
+        assert!(
+            error
+                .to_string()
+                .contains("did you mean TOKENLIFE_ACCESS_TTL?"),
+            "{error}"
+        );
+        let error = Config::from_vars(&vars(&[("TOKENLIFE_GRACE", "1")])).unwrap_err();
+        assert!(
+            error.to_string().contains("TOKENLIFE_REFRESH_GRACE"),
+            "{error}"
+        );
+        // Known settings, other programs' variables and the scripts' own are fine.
+        let config = Config::from_vars(&vars(&[
+            ("TOKENLIFE_ACCESS_TTL", "60"),
+            ("TOKENLIFE_CACHE", "/tmp/cache"),
+            ("TOKENLIFE_TEST_JOSE_VERIFIER", "/x.mjs"),
+            ("RUST_LOG", "debug"),
+        ]))
+        .unwrap();
+        assert_eq!(config.access_ttl_secs, 60);
+    }
+
+    #[test]
+    fn readme_lists_every_setting_as_declared() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let table = readme_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table differs from config::SETTINGS; it should read:\n\n{table}"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
@@ -391,10 +689,10 @@ mod tests {
         assert_eq!(config.tables.users, "tokenlife-users");
         assert_eq!(config.tables.keys, "prod.keys");
         // The publish delay defaults to what the JWKS caches can hold.
-        assert_eq!(config.key_publish_delay_secs, 120);
+        assert_eq!(config.key_publish_delay_secs(), 120);
         assert_eq!(config.key_deletion_window_days, 7);
         let explicit = config_from(&[("TOKENLIFE_KEY_PUBLISH_DELAY", "5")]).unwrap();
-        assert_eq!(explicit.key_publish_delay_secs, 5);
+        assert_eq!(explicit.key_publish_delay_secs(), 5);
     }
 
     #[test]

@@ -261,7 +261,11 @@ mod tests {
             assert_eq!(found.len(), 1, "{path} fits one pattern");
             assert_eq!(found[0].0.path, route.path, "{path}");
             let same = |r: &Route| r.method == route.method && r.path == route.path;
-            assert_eq!(ROUTES.iter().filter(|r| same(r)).count(), 1, "{path} listed once");
+            assert_eq!(
+                ROUTES.iter().filter(|r| same(r)).count(),
+                1,
+                "{path} listed once"
+            );
             let served_by = Function::ALL
                 .iter()
                 .filter(|f| f.routes().any(same))

@@ -56,7 +56,7 @@ impl RotationPolicy {
     pub fn from_config(config: &Config) -> Self {
         Self {
             algorithm: config.algorithm,
-            publish_delay_secs: config.key_publish_delay_secs,
+            publish_delay_secs: config.key_publish_delay_secs(),
             retire_after_secs: config.access_ttl_secs
                 + config.leeway_secs
                 + config.key_cache_ttl_secs,
