@@ -18,26 +18,18 @@ use tokenlife::clock::{Clock, ManualClock, SystemClock};
 use tokenlife::config::{Argon2Params, Backend, Config};
 use tokenlife::keys::{RotationPolicy, SigningAlgorithm};
 use tokenlife::refresh::new_session_id;
-use tokenlife::secrets::{b64url, b64url_decode, random_bytes};
-use tokenlife::service::{LoginRequest, RefreshRequest, TokenGrant};
+use tokenlife::secrets::{b64url, b64url_decode};
+use tokenlife::service::TokenGrant;
 use tokenlife::setup::ensure_tables_and_signing_key;
 use tokenlife::store::{
     DynamoStore, MemoryStore, ReplaceOutcome, Revocation, RevocationKey, Session, SessionStore,
     TableNames, User, UserStore,
 };
+use tokenlife::testkit::{
+    On, Users, password_of, require_emulators, thirty_concurrent_refreshes_rotate_exactly_once,
+    unique,
+};
 use tokenlife::{App, Error, TokenService};
-
-fn require_emulators() {
-    for variable in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"] {
-        if std::env::var(variable).is_err() {
-            panic!(
-                "{variable} is not set: this test needs DynamoDB Local and ministack. Run \
-                 ./scripts/test (it starts them), or `scripts/emulators start && . \"$(scripts/emulators env)\"` \
-                 before cargo test"
-            );
-        }
-    }
-}
 
 /// Counts the AWS calls that go on the wire (retries included), by operation.
 #[derive(Debug, Default)]
@@ -95,13 +87,6 @@ async fn counted_clients(counter: &Arc<CallCounter>) -> AwsClients {
     }
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        b64url(&random_bytes::<6>()).replace(['-', '_'], "x")
-    )
-}
-
 struct Fixture {
     service: Arc<TokenService>,
     counter: Arc<CallCounter>,
@@ -146,21 +131,15 @@ async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
 
 impl Fixture {
     async fn add_alice(&self) {
-        self.service
-            .put_user("alice", "alice password", vec!["user".into()])
-            .await
-            .unwrap();
+        On(&self.service).add_user("alice", &["user"]).await;
     }
 
     async fn login(&self) -> TokenGrant {
-        self.service
-            .login(LoginRequest::new("alice", "alice password"))
-            .await
-            .unwrap()
+        On(&self.service).login("alice").await
     }
 
     async fn refresh(&self, token: &str) -> Result<TokenGrant, Error> {
-        self.service.refresh(RefreshRequest::new(token)).await
+        On(&self.service).refresh(token).await
     }
 
     /// A second service on the same tables and clock, with its own caches: another
@@ -437,44 +416,7 @@ async fn thirty_concurrent_refreshes_rotate_exactly_once_on_dynamodb() {
     for grace in [0, 5] {
         let f = fixture_with(|c| c.refresh_grace_secs = grace).await;
         f.add_alice().await;
-        let token = f.login().await.refresh_token;
-        let tasks: Vec<_> = (0..30)
-            .map(|_| {
-                let service = f.service.clone();
-                let token = token.clone();
-                tokio::spawn(async move { service.refresh(RefreshRequest::new(token)).await })
-            })
-            .collect();
-        let mut successors = Vec::new();
-        for task in tasks {
-            match task.await.unwrap() {
-                Ok(grant) => successors.push(grant.refresh_token),
-                Err(Error::InvalidGrant(_)) => {}
-                Err(other) => panic!("grace {grace}: unexpected {other:?}"),
-            }
-        }
-        let sid = token.split('.').next().unwrap();
-        let session = f.store().find_session(sid).await.unwrap().unwrap();
-        if grace == 0 {
-            assert_eq!(
-                successors.len(),
-                1,
-                "grace 0: exactly one rotation succeeds"
-            );
-            assert!(session.ended, "the others were reuse: the session ended");
-        } else {
-            assert_eq!(
-                successors.len(),
-                30,
-                "grace {grace}: every request succeeds"
-            );
-            assert!(
-                successors.iter().all(|s| *s == successors[0]),
-                "one successor for all"
-            );
-            assert_eq!(session.generation, 1, "exactly one rotation");
-            assert!(!session.ended);
-        }
+        thirty_concurrent_refreshes_rotate_exactly_once(&f.service, &f.store()).await;
     }
 }
 
@@ -498,7 +440,7 @@ async fn a_table_dump_yields_no_usable_token_or_password() {
             }
         }
     }
-    assert!(!dump.contains("alice password"));
+    assert!(!dump.contains(&password_of("alice")));
     for token in [&first.refresh_token, &second.refresh_token] {
         let secret = token.rsplit('.').next().unwrap();
         assert!(
@@ -726,10 +668,10 @@ async fn a_kms_outage_is_a_503_and_writes_nothing() {
     .unwrap();
     let service = app.service;
     service
-        .put_user("alice", "alice password", vec!["user".into()])
+        .put_user("alice", &password_of("alice"), vec!["user".into()])
         .await
         .unwrap();
-    let login = serde_json::json!({"username": "alice", "password": "alice password"});
+    let login = serde_json::json!({"username": "alice", "password": password_of("alice")});
     let endpoints = None;
     let response = tokenlife::http::handle(
         &service,
@@ -805,7 +747,7 @@ async fn a_dynamodb_outage_is_a_503() {
     .await
     .unwrap();
     let endpoints = None;
-    let login = serde_json::json!({"username": "alice", "password": "alice password"});
+    let login = serde_json::json!({"username": "alice", "password": password_of("alice")});
     let response = tokenlife::http::handle(
         &app.service,
         endpoints,

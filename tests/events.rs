@@ -11,16 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lambda_http::Body;
+use tokenlife::TokenService;
 use tokenlife::authorizer::AuthorizerResponse;
-use tokenlife::clock::SystemClock;
-use tokenlife::config::{Argon2Params, Config};
 use tokenlife::http::{Function, handle};
-use tokenlife::service::{LoginRequest, RefreshRequest};
-use tokenlife::{App, TokenService};
+use tokenlife::service::RefreshRequest;
+use tokenlife::testkit::{Embedded, Users, body_json};
 
 const ISSUER: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com";
-const ALICE_PASSWORD: &str = "correct horse battery staple";
 
 /// (function/case, status, OAuth error code).
 const EXPECTED: &[(&str, u16, Option<&str>)] = &[
@@ -120,38 +117,25 @@ struct Tokens {
 }
 
 async fn fresh_service() -> (Arc<TokenService>, Tokens) {
-    let config = Config {
-        issuer: Some(ISSUER.into()),
-        cors_origins: vec!["https://app.example.com".into()],
-        argon2: Argon2Params::CHEAPEST,
-        ..Config::default()
-    };
-    let app = App::embedded(config, ISSUER, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let service = app.service;
-    service
-        .put_user("alice", ALICE_PASSWORD, vec!["user".into()])
-        .await
-        .unwrap();
-    service
-        .put_user("root", "root password", vec!["user".into(), "admin".into()])
-        .await
-        .unwrap();
-    let alice = service
-        .login(LoginRequest::new("alice", ALICE_PASSWORD))
-        .await
-        .unwrap();
-    let root = service
-        .login(LoginRequest::new("root", "root password"))
-        .await
-        .unwrap();
+    let f = Embedded::start_now(|c| {
+        c.issuer = Some(ISSUER.into());
+        c.cors_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    f.add_user("alice", &["user"]).await;
+    f.add_user("root", &["user", "admin"]).await;
+    let alice = f.login("alice").await;
     let tokens = Tokens {
         access: alice.access_token,
-        admin_access: root.access_token,
+        admin_access: f.login("root").await.access_token,
         refresh: alice.refresh_token,
     };
-    (service, tokens)
+    (f.service, tokens)
+}
+
+/// A login of alice on `service` (the kit's password).
+async fn login_alice(service: &TokenService) -> tokenlife::service::TokenGrant {
+    tokenlife::testkit::On(service).login("alice").await
 }
 
 fn event_files() -> Vec<(String, PathBuf)> {
@@ -173,15 +157,6 @@ fn event_files() -> Vec<(String, PathBuf)> {
     }
     files.sort();
     files
-}
-
-fn body_json(body: &Body) -> serde_json::Value {
-    let bytes: &[u8] = match body {
-        Body::Text(text) => text.as_bytes(),
-        Body::Binary(bytes) => bytes,
-        _ => b"null",
-    };
-    serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
 }
 
 #[tokio::test]
@@ -256,7 +231,7 @@ async fn every_sample_event_gets_the_expected_answer() {
 
 async fn check_specifics(
     name: &str,
-    response: &lambda_http::Response<Body>,
+    response: &lambda_http::Response<lambda_http::Body>,
     body: &serde_json::Value,
     service: &TokenService,
     tokens: &Tokens,
@@ -365,17 +340,9 @@ async fn every_authorizer_event_gets_the_expected_answer() {
             .find(|(expected, _)| expected == name)
             .unwrap_or_else(|| panic!("events/{name}.json has no expectation in tests/events.rs"));
         let (service, tokens) = fresh_service().await;
-        let revoked = service
-            .login(LoginRequest::new("alice", ALICE_PASSWORD))
-            .await
-            .unwrap()
-            .access_token;
+        let revoked = login_alice(&service).await.access_token;
         service.revoke(&revoked, None).await.unwrap();
-        let forged = stranger
-            .login(LoginRequest::new("alice", ALICE_PASSWORD))
-            .await
-            .unwrap()
-            .access_token;
+        let forged = login_alice(&stranger).await.access_token;
         let text = std::fs::read_to_string(path)
             .unwrap()
             .replace("__REVOKED_ACCESS_TOKEN__", &revoked)
@@ -534,10 +501,7 @@ async fn every_rotate_keys_event_gets_the_expected_answer() {
                 assert!(service.authorize(&tokens.access).await.is_err());
                 let jwks = service.jwks().await.unwrap();
                 assert!(jwks.keys.iter().all(|k| k.kid != active_kid));
-                let grant = service
-                    .login(LoginRequest::new("alice", ALICE_PASSWORD))
-                    .await
-                    .unwrap();
+                let grant = login_alice(&service).await;
                 service.authorize(&grant.access_token).await.unwrap();
             }
             other => panic!("events/{other}.json has no checks"),

@@ -8,13 +8,12 @@
 use std::sync::Arc;
 
 use lambda_http::Body;
-use tokenlife::clock::SystemClock;
-use tokenlife::config::{Argon2Params, Config};
+use tokenlife::TokenService;
 use tokenlife::http::handle;
 use tokenlife::refresh::RefreshToken;
 use tokenlife::secrets::{b64url, b64url_decode};
-use tokenlife::service::{LoginRequest, RefreshRequest};
-use tokenlife::{App, TokenService};
+use tokenlife::service::RefreshRequest;
+use tokenlife::testkit::{Embedded, Users, body_json};
 
 /// xorshift64*: small, deterministic, good enough to pick mutations.
 struct Rng(u64);
@@ -97,28 +96,10 @@ fn mutate_once(rng: &mut Rng, text: &str) -> String {
 }
 
 async fn service() -> (Arc<TokenService>, String, String) {
-    let config = Config {
-        cors_origins: vec!["https://app.example.com".into()],
-        argon2: Argon2Params::CHEAPEST,
-        ..Config::default()
-    };
-    let app = App::embedded(config, "https://issuer.test", Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let service = app.service;
-    service
-        .put_user(
-            "alice",
-            "alice password",
-            vec!["user".into(), "admin".into()],
-        )
-        .await
-        .unwrap();
-    let grant = service
-        .login(LoginRequest::new("alice", "alice password"))
-        .await
-        .unwrap();
-    (service, grant.access_token, grant.refresh_token)
+    let f = Embedded::start_now(|c| c.cors_origins = vec!["https://app.example.com".into()]).await;
+    f.add_user("alice", &["user", "admin"]).await;
+    let grant = f.login("alice").await;
+    (f.service, grant.access_token, grant.refresh_token)
 }
 
 #[tokio::test]
@@ -143,14 +124,6 @@ async fn mutated_tokens_never_verify_and_never_panic() {
     // Still fine afterwards.
     service.authorize(&access).await.unwrap();
     service.refresh(RefreshRequest::new(refresh)).await.unwrap();
-}
-
-fn body_json(body: &Body) -> serde_json::Value {
-    match body {
-        Body::Text(text) => serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
-        Body::Binary(bytes) => serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null),
-        _ => serde_json::Value::Null,
-    }
 }
 
 #[tokio::test]

@@ -39,7 +39,8 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("serve") => match serve::ServeArgs::parse(&args[1..]) {
             Ok(serve_args) => {
-                lambda_http::tracing::init_default_subscriber();
+                // Logs to stderr: stdout's first line is the base URL (scripts read it).
+                lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
                 with_config_and_runtime("serve", |config, runtime| {
                     serve::run(serve_args, config, runtime)
                 })

@@ -1,5 +1,9 @@
 //! `tokenlife serve`: an HTTP/1.1 server (hyper) that turns each request into the same
 //! `lambda_http::Request` API Gateway would produce and answers it with the shared handler.
+//!
+//! Output contract (scripts rely on it): the first line on stdout is
+//! `tokenlife listening on <base URL>`, printed once the server accepts connections; the
+//! rest of stdout is the human banner; logs go to stderr.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
 use tokenlife::http::request::MAX_BODY_BYTES;
-use tokenlife::http::{ROUTES, handle, response};
+use tokenlife::http::{LISTENING, ROUTES, handle, response};
 use tokenlife::service::ADMIN_SCOPE;
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
@@ -175,7 +179,7 @@ async fn answer(
 
 /// The one-screen "how to try it". Never prints a password.
 fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
-    let mut text = format!("tokenlife listening on {base_url}\n");
+    let mut text = format!("{LISTENING}{base_url}\n");
     let config = service.config();
     text += &match config.backend {
         Backend::Memory => format!(
@@ -219,5 +223,9 @@ fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
     text += &format!(
         "\nTry it:\n  curl -s -X POST {base_url}/login -H 'content-type: application/json' \\\n       -d '{{\"username\":\"{example_user}\",\"password\":\"<password>\"}}'\n  curl -s {base_url}/userinfo -H \"authorization: Bearer $ACCESS_TOKEN\"\n"
     );
-    println!("{text}");
+    // One write, flushed: a script reading the first line sees it at once.
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
 }

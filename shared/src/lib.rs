@@ -23,6 +23,8 @@
 //! - [`rotate_keys`]: the rotate-keys Lambda's events (schedule and admin key routes).
 //! - [`setup`]: creating the DynamoDB tables and first KMS key of the `aws` backend.
 //! - [`app`]: wiring the pieces together, for the embedded default or the AWS backend.
+//! - `testkit` (tests only, feature `testkit`): fixtures, the `both_backends!` macro and
+//!   the `serve` harness shared by every test crate.
 
 pub mod app;
 pub mod authorizer;
@@ -39,6 +41,8 @@ pub mod secrets;
 pub mod service;
 pub mod setup;
 pub mod store;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod token;
 
 pub use app::App;

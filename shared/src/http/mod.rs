@@ -22,6 +22,10 @@ use request::{bearer_token, split_base_path};
 use routes::{Call, Handler};
 pub use routes::{Function, ROUTES, Route};
 
+/// How `tokenlife serve` starts its first line on stdout, before its base URL (scripts and
+/// the test harness read it).
+pub const LISTENING: &str = "tokenlife listening on ";
+
 /// Answers one request for the routes of `function` (every route when `None`, as in
 /// `tokenlife serve`); a path no such route has is 404, a wrong method 405.
 pub async fn handle(
@@ -116,34 +120,18 @@ fn allow_header(candidates: &[(&Route, Option<String>)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::App;
-    use crate::clock::SystemClock;
-    use crate::config::{Argon2Params, Config};
-    use crate::service::LoginRequest;
+    use crate::testkit::{Embedded, Users};
 
     /// Every admin route refuses a valid token without the admin scope (403) and one with
     /// no token (401), before its handler runs; the service changes nothing.
     #[tokio::test]
     async fn admin_routes_need_the_admin_scope() {
-        let config = Config {
-            argon2: Argon2Params::CHEAPEST,
-            ..Config::default()
-        };
-        let app = App::embedded(config, "https://issuer.test", Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let service = app.service;
-        for (name, scopes) in [("alice", vec!["user"]), ("root", vec!["user", "admin"])] {
-            let scopes = scopes.into_iter().map(String::from).collect();
-            service.put_user(name, "password", scopes).await.unwrap();
-        }
-        let alice = service
-            .login(LoginRequest::new("alice", "password"))
-            .await
-            .unwrap();
+        let f = Embedded::start().await;
+        let service = &f.service;
+        f.add_user("alice", &["user"]).await;
+        f.add_user("root", &["user", "admin"]).await;
+        let alice = f.login("alice").await;
         let keys_before = service.list_keys().await.unwrap();
         let admin_routes = ROUTES
             .iter()
@@ -161,16 +149,13 @@ mod tests {
                     request = request.header("authorization", format!("Bearer {token}"));
                 }
                 let request = request.body(Body::Empty).unwrap();
-                let response = handle(&service, None, request).await;
+                let response = handle(service, None, request).await;
                 assert_eq!(response.status().as_u16(), status, "{path}");
             }
         }
         assert_eq!(service.list_keys().await.unwrap(), keys_before);
         service.authorize(&alice.access_token).await.unwrap();
-        let root = service
-            .login(LoginRequest::new("root", "password"))
-            .await
-            .unwrap();
+        let root = f.login("root").await;
         service.authorize(&root.access_token).await.unwrap();
     }
 }

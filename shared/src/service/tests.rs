@@ -1,67 +1,8 @@
 //! Unit tests of the lifecycle logic on the in-memory store, a local signer and a manual
 //! clock: rotation, grace window, reuse detection, revocation and user-wide revocation.
 
-use std::sync::Arc;
-
 use super::*;
-use crate::app::App;
-use crate::clock::ManualClock;
-use crate::config::Argon2Params;
-use crate::store::MemoryStore;
-
-const START_MS: u64 = 1_800_000_000_000;
-
-struct Fixture {
-    service: Arc<TokenService>,
-    store: Arc<MemoryStore>,
-    clock: Arc<ManualClock>,
-}
-
-async fn fixture_with(edit: impl FnOnce(&mut Config)) -> Fixture {
-    let mut config = Config {
-        argon2: Argon2Params::CHEAPEST,
-        refresh_grace_secs: 5,
-        ..Config::default()
-    };
-    edit(&mut config);
-    let clock = Arc::new(ManualClock::new(START_MS));
-    let (app, store) = App::embedded_with_store(config, "https://issuer.test", clock.clone())
-        .await
-        .unwrap();
-    Fixture {
-        service: app.service,
-        store,
-        clock,
-    }
-}
-
-async fn fixture() -> Fixture {
-    fixture_with(|_| {}).await
-}
-
-impl Fixture {
-    async fn add_user(&self, name: &str, scopes: &[&str]) {
-        self.service
-            .put_user(
-                name,
-                &format!("pw-of-{name}"),
-                scopes.iter().map(|s| s.to_string()).collect(),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn login(&self, name: &str) -> TokenGrant {
-        self.service
-            .login(LoginRequest::new(name, format!("pw-of-{name}")))
-            .await
-            .unwrap()
-    }
-
-    async fn refresh(&self, token: &str) -> Result<TokenGrant, Error> {
-        self.service.refresh(RefreshRequest::new(token)).await
-    }
-}
+use crate::testkit::{Embedded, START_MS, Users, password_of};
 
 fn assert_invalid_grant<T>(result: Result<T, Error>) {
     match result {
@@ -73,7 +14,7 @@ fn assert_invalid_grant<T>(result: Result<T, Error>) {
 
 #[tokio::test]
 async fn login_issues_verifiable_tokens() {
-    let f = fixture().await;
+    let f = Embedded::start().await;
     f.add_user("alice", &["user", "admin"]).await;
     let grant = f.login("alice").await;
     assert_eq!(grant.token_type, "Bearer");
@@ -93,7 +34,7 @@ async fn login_issues_verifiable_tokens() {
 
 #[tokio::test]
 async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
-    let f = fixture().await;
+    let f = Embedded::start().await;
     f.add_user("alice", &["user"]).await;
     let attempt =
         |username: &str, password: &str| f.service.login(LoginRequest::new(username, password));
@@ -104,17 +45,20 @@ async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
     let mut user = f.store.find_user("alice").await.unwrap().unwrap();
     user.disabled = true;
     f.store.put_user(&user).await.unwrap();
-    assert_eq!(attempt("alice", "pw-of-alice").await.err().unwrap(), wrong);
+    assert_eq!(
+        attempt("alice", &password_of("alice")).await.err().unwrap(),
+        wrong
+    );
     assert_eq!(f.store.session_count(), 0);
 }
 
 #[tokio::test]
 async fn scopes_can_be_narrowed_not_widened() {
-    let f = fixture().await;
+    let f = Embedded::start().await;
     f.add_user("bob", &["user"]).await;
     let request = |scope: &str| LoginRequest {
         username: "bob".into(),
-        password: "pw-of-bob".into(),
+        password: password_of("bob"),
         client_id: Some("cli".into()),
         scope: Some(scope.into()),
     };
@@ -130,7 +74,7 @@ async fn scopes_can_be_narrowed_not_widened() {
 
 #[tokio::test]
 async fn refresh_rotates_and_spent_tokens_are_reuse() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 0).await;
+    let f = Embedded::start_with(|c| c.refresh_grace_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -157,7 +101,7 @@ async fn refresh_rotates_and_spent_tokens_are_reuse() {
 
 #[tokio::test]
 async fn grace_window_returns_the_same_successor_then_becomes_reuse() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 5).await;
+    let f = Embedded::start_with(|c| c.refresh_grace_secs = 5).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -175,7 +119,7 @@ async fn grace_window_returns_the_same_successor_then_becomes_reuse() {
 
 #[tokio::test]
 async fn just_spent_token_after_the_window_is_reuse() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 2).await;
+    let f = Embedded::start_with(|c| c.refresh_grace_secs = 2).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -186,7 +130,7 @@ async fn just_spent_token_after_the_window_is_reuse() {
 
 #[tokio::test]
 async fn guesses_and_garbage_change_nothing() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 0).await;
+    let f = Embedded::start_with(|c| c.refresh_grace_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let sid = grant.refresh_token.split('.').next().unwrap();
@@ -212,7 +156,7 @@ async fn guesses_and_garbage_change_nothing() {
 
 #[tokio::test]
 async fn sessions_end_at_their_absolute_lifetime_and_idle_timeout() {
-    let f = fixture_with(|c| {
+    let f = Embedded::start_with(|c| {
         c.refresh_ttl_secs = 3600;
         c.refresh_idle_secs = 600;
     })
@@ -234,7 +178,7 @@ async fn sessions_end_at_their_absolute_lifetime_and_idle_timeout() {
 
 #[tokio::test]
 async fn access_tokens_expire() {
-    let f = fixture_with(|c| {
+    let f = Embedded::start_with(|c| {
         c.access_ttl_secs = 60;
         c.leeway_secs = 0;
     })
@@ -252,7 +196,7 @@ async fn access_tokens_expire() {
 
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_the_session_and_its_access_tokens() {
-    let f = fixture().await;
+    let f = Embedded::start().await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let other = f.login("alice").await;
@@ -276,7 +220,7 @@ async fn revoking_a_refresh_token_ends_the_session_and_its_access_tokens() {
 
 #[tokio::test]
 async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
-    let f = fixture_with(|c| c.leeway_secs = 0).await;
+    let f = Embedded::start_with(|c| c.leeway_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     let sibling = f.refresh(&grant.refresh_token).await.unwrap();
@@ -315,7 +259,7 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
 
 #[tokio::test]
 async fn revoke_user_spares_later_logins() {
-    let f = fixture().await;
+    let f = Embedded::start().await;
     f.add_user("root", &["user", "admin"]).await;
     f.add_user("alice", &["user"]).await;
     let admin = f
@@ -344,7 +288,7 @@ async fn revoke_user_spares_later_logins() {
 
 #[tokio::test]
 async fn user_revocation_also_stops_the_grace_window() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 5).await;
+    let f = Embedded::start_with(|c| c.refresh_grace_secs = 5).await;
     f.add_user("root", &["admin"]).await;
     f.add_user("alice", &["user"]).await;
     let admin = f
@@ -362,50 +306,16 @@ async fn user_revocation_also_stops_the_grace_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_rotate_exactly_once() {
     for grace in [0, 5] {
-        let f = fixture_with(|c| c.refresh_grace_secs = grace).await;
+        let f = Embedded::start_with(|c| c.refresh_grace_secs = grace).await;
         f.add_user("alice", &["user"]).await;
-        let token = f.login("alice").await.refresh_token;
-        let tasks: Vec<_> = (0..30)
-            .map(|_| {
-                let service = f.service.clone();
-                let token = token.clone();
-                tokio::spawn(async move { service.refresh(RefreshRequest::new(token)).await })
-            })
-            .collect();
-        let mut successors = Vec::new();
-        for task in tasks {
-            if let Ok(grant) = task.await.unwrap() {
-                successors.push(grant.refresh_token);
-            }
-        }
-        let session = f
-            .store
-            .find_session(token.split('.').next().unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        if grace == 0 {
-            assert_eq!(
-                successors.len(),
-                1,
-                "grace 0: exactly one rotation succeeds"
-            );
-            assert!(session.ended, "the others were reuse");
-        } else {
-            assert_eq!(successors.len(), 30, "grace: every retry succeeds");
-            assert!(
-                successors.iter().all(|s| *s == successors[0]),
-                "all get the same successor"
-            );
-            assert_eq!(session.generation, 1, "exactly one rotation");
-            assert!(!session.ended);
-        }
+        crate::testkit::thirty_concurrent_refreshes_rotate_exactly_once(&f.service, &*f.store)
+            .await;
     }
 }
 
 #[tokio::test]
 async fn stored_sessions_hold_no_usable_token() {
-    let f = fixture().await;
+    let f = Embedded::start().await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();
@@ -433,7 +343,7 @@ async fn stored_sessions_hold_no_usable_token() {
 
 #[tokio::test]
 async fn revoked_answers_are_cached_until_the_token_expires() {
-    let f = fixture_with(|c| c.leeway_secs = 0).await;
+    let f = Embedded::start_with(|c| c.leeway_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     f.service.revoke(&grant.access_token, None).await.unwrap();
@@ -456,7 +366,7 @@ async fn revoked_answers_are_cached_until_the_token_expires() {
 
 #[tokio::test]
 async fn reuse_is_detected_whatever_else_the_request_says() {
-    let f = fixture_with(|c| c.refresh_grace_secs = 0).await;
+    let f = Embedded::start_with(|c| c.refresh_grace_secs = 0).await;
     f.add_user("alice", &["user"]).await;
     let first = f.login("alice").await;
     let second = f.refresh(&first.refresh_token).await.unwrap();

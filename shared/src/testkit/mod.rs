@@ -1,0 +1,253 @@
+//! Test support, one kit for every test in the workspace (compiled only for this crate's
+//! unit tests and with the `testkit` feature, which only the test crates turn on): shared
+//! constants and passwords, the embedded-service fixture on a manual clock, the emulator
+//! check, unique resource names, the concurrent-refresh race (run on every store), the
+//! `both_backends!` macro, and (feature `testkit`) the `tokenlife serve` harness in
+//! `serve`.
+
+#[cfg(feature = "testkit")]
+pub mod serve;
+
+use std::sync::Arc;
+
+use lambda_http::Body;
+
+use crate::App;
+use crate::clock::{Clock, ManualClock};
+use crate::config::{Argon2Params, Config};
+use crate::error::Error;
+use crate::service::{LoginRequest, RefreshRequest, TokenGrant, TokenService};
+use crate::store::{MemoryStore, SessionStore};
+
+/// The issuer of test services that have no URL of their own.
+pub const ISSUER: &str = "https://issuer.test";
+/// Where the manual clock of a fixture starts (2027-01-15), in ms.
+pub const START_MS: u64 = 1_800_000_000_000;
+
+/// The one test password of a user (`alice` -> `alice-Pa55word`).
+pub fn password_of(username: &str) -> String {
+    format!("{username}-Pa55word")
+}
+
+/// The default configuration with the cheapest password hashing (tests log in often).
+pub fn test_config() -> Config {
+    Config {
+        argon2: Argon2Params::CHEAPEST,
+        ..Config::default()
+    }
+}
+
+/// An embedded service (in-memory stores, keys held in the process) on a manual clock.
+pub struct Embedded {
+    pub service: Arc<TokenService>,
+    pub store: Arc<MemoryStore>,
+    pub clock: Arc<ManualClock>,
+}
+
+impl Embedded {
+    /// [`test_config`] changed by `edit`, issuer [`ISSUER`] unless `edit` sets one.
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
+        Self::start_at(START_MS, edit).await
+    }
+
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// On a clock that starts at `start_ms`.
+    pub async fn start_at(start_ms: u64, edit: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        edit(&mut config);
+        let clock = Arc::new(ManualClock::new(start_ms));
+        let (app, store) = App::embedded_with_store(config, ISSUER, clock.clone())
+            .await
+            .expect("an embedded service starts");
+        Self {
+            service: app.service,
+            store,
+            clock,
+        }
+    }
+
+    /// At the real time (for tests that compare with tokens of other services).
+    pub async fn start_now(edit: impl FnOnce(&mut Config)) -> Self {
+        Self::start_at(crate::clock::SystemClock.now_ms(), edit).await
+    }
+}
+
+/// Users, logins and refreshes with the kit's passwords, on any service.
+#[async_trait::async_trait]
+pub trait Users: Sync {
+    fn service(&self) -> &TokenService;
+
+    /// Creates `name` with [`password_of`] and `scopes`.
+    async fn add_user(&self, name: &str, scopes: &[&str]) {
+        self.service()
+            .put_user(
+                name,
+                &password_of(name),
+                scopes.iter().map(|s| s.to_string()).collect(),
+            )
+            .await
+            .expect("user created");
+    }
+
+    async fn login(&self, name: &str) -> TokenGrant {
+        self.service()
+            .login(LoginRequest::new(name, password_of(name)))
+            .await
+            .expect("login succeeds")
+    }
+
+    async fn refresh(&self, token: &str) -> Result<TokenGrant, Error> {
+        self.service().refresh(RefreshRequest::new(token)).await
+    }
+}
+
+impl Users for Embedded {
+    fn service(&self) -> &TokenService {
+        &self.service
+    }
+}
+
+/// Any service, as a [`Users`] (its own `login`/`refresh` take requests; these take names).
+pub struct On<'a>(pub &'a TokenService);
+
+impl Users for On<'_> {
+    fn service(&self) -> &TokenService {
+        self.0
+    }
+}
+
+/// The JSON of a handler's response body (`null` if it is none).
+pub fn body_json(body: &Body) -> serde_json::Value {
+    let bytes: &[u8] = match body {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"null",
+    };
+    serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
+}
+
+/// Fails (never skips) when the emulators' endpoints are not configured, saying how to
+/// start them.
+pub fn require_emulators() {
+    for variable in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"] {
+        if std::env::var(variable).is_err() {
+            panic!(
+                "{variable} is not set: this test needs DynamoDB Local and ministack. Run \
+                 ./scripts/test (it starts them), or `scripts/emulators start && . \"$(scripts/emulators env)\"` \
+                 before cargo test"
+            );
+        }
+    }
+}
+
+/// A name no other test (or test process) uses: `<prefix>-<random>`, valid for DynamoDB
+/// tables.
+pub fn unique(prefix: &str) -> String {
+    let random = crate::secrets::b64url(&crate::secrets::random_bytes::<6>());
+    format!("{prefix}-{}", random.replace(['-', '_'], "x"))
+}
+
+/// 30 concurrent refreshes of one fresh refresh token of `alice` (who must exist), on any
+/// service and store: with grace 0 exactly one rotation succeeds and the others are reuse
+/// (the session ends); with a grace window every request gets the same successor and the
+/// session rotated exactly once. Needs a multi-threaded runtime.
+pub async fn thirty_concurrent_refreshes_rotate_exactly_once(
+    service: &Arc<TokenService>,
+    sessions: &dyn SessionStore,
+) {
+    let grace = service.config().refresh_grace_secs;
+    let token = On(service).login("alice").await.refresh_token;
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let service = service.clone();
+            let token = token.clone();
+            tokio::spawn(async move { service.refresh(RefreshRequest::new(token)).await })
+        })
+        .collect();
+    let mut successors = Vec::new();
+    for task in tasks {
+        match task.await.expect("the refresh task ran") {
+            Ok(grant) => successors.push(grant.refresh_token),
+            Err(Error::InvalidGrant(_)) => {}
+            Err(other) => panic!("grace {grace}: unexpected {other:?}"),
+        }
+    }
+    let sid = token.split('.').next().unwrap_or_default();
+    let session = sessions
+        .find_session(sid)
+        .await
+        .expect("the store answers")
+        .expect("the session exists");
+    if grace == 0 {
+        assert_eq!(
+            successors.len(),
+            1,
+            "grace 0: exactly one rotation succeeds"
+        );
+        assert!(session.ended, "the others were reuse: the session ended");
+    } else {
+        assert_eq!(
+            successors.len(),
+            30,
+            "grace {grace}: every request succeeds"
+        );
+        assert!(
+            successors.iter().all(|s| *s == successors[0]),
+            "one successor for all"
+        );
+        assert_eq!(session.generation, 1, "exactly one rotation");
+        assert!(!session.ended);
+    }
+}
+
+/// Two tests from one case function: a module `<name>` with tests `in_memory` and
+/// `on_aws`, calling `case(Backend::Memory)` / `case(Backend::Aws)` (a function of the
+/// module that uses the macro). With `async`, the case is awaited in a `#[tokio::test]`;
+/// `async multi_thread` runs it on 4 worker threads.
+///
+/// ```ignore
+/// both_backends!(lifecycle_over_http => the_whole_lifecycle_over_http);
+/// both_backends!(async multi_thread concurrent_steps => concurrent_rotation_steps);
+/// ```
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident => $case:ident) => {
+        mod $name {
+            #[test]
+            fn in_memory() {
+                super::$case($crate::config::Backend::Memory);
+            }
+            #[test]
+            fn on_aws() {
+                super::$case($crate::config::Backend::Aws);
+            }
+        }
+    };
+    (async $name:ident => $case:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn in_memory() {
+                super::$case($crate::config::Backend::Memory).await;
+            }
+            #[tokio::test]
+            async fn on_aws() {
+                super::$case($crate::config::Backend::Aws).await;
+            }
+        }
+    };
+    (async multi_thread $name:ident => $case:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn in_memory() {
+                super::$case($crate::config::Backend::Memory).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_aws() {
+                super::$case($crate::config::Backend::Aws).await;
+            }
+        }
+    };
+}
