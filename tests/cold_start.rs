@@ -6,6 +6,11 @@
 //! cold_start` (or pass bootstrap paths as arguments). Each bootstrap is started 30 times on
 //! each backend (`memory`; `aws` with endpoints nobody answers, which proves init makes no
 //! network call: it would hang or fail). Prints a Markdown table of median and p90.
+//!
+//! Without `--bench` (as `cargo test --benches` runs it, in the test command) it is a smoke
+//! run: each function's debug binary (`cargo build --workspace --bins`) started twice per
+//! backend; it still fails if a function makes a network call at init or never asks for
+//! its first invocation.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -13,7 +18,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 30;
+/// The Lambda functions, by binary name.
+const FUNCTIONS: &[&str] = &[
+    "login",
+    "refresh",
+    "revoke",
+    "jwks",
+    "authorizer",
+    "rotate-keys",
+];
+
+fn smoke() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
 
 fn bootstraps() -> Vec<PathBuf> {
     let args: Vec<PathBuf> = std::env::args()
@@ -24,21 +47,18 @@ fn bootstraps() -> Vec<PathBuf> {
     if !args.is_empty() {
         return args;
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let mut found: Vec<PathBuf> = [
-        "login",
-        "refresh",
-        "revoke",
-        "jwks",
-        "authorizer",
-        "rotate-keys",
-    ]
-    .iter()
-    .map(|f| target.join("lambda").join(f).join("bootstrap"))
-    .filter(|p| p.exists())
-    .collect();
+    let target = target_dir();
+    if smoke() {
+        return FUNCTIONS
+            .iter()
+            .map(|f| target.join("debug").join(f))
+            .collect();
+    }
+    let mut found: Vec<PathBuf> = FUNCTIONS
+        .iter()
+        .map(|f| target.join("lambda").join(f).join("bootstrap"))
+        .filter(|p| p.exists())
+        .collect();
     found.sort();
     found
 }
@@ -46,11 +66,7 @@ fn bootstraps() -> Vec<PathBuf> {
 /// Starts `bootstrap` and returns the time until it asks for its first invocation.
 fn time_to_first_next(bootstrap: &Path, listener: &TcpListener, backend: &str) -> Duration {
     let port = listener.local_addr().unwrap().port();
-    let function = bootstrap
-        .parent()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let function = function_name(bootstrap);
     let start = Instant::now();
     let mut child = Command::new(bootstrap)
         .env_clear()
@@ -114,15 +130,38 @@ fn time_to_first_next(bootstrap: &Path, listener: &TcpListener, backend: &str) -
     elapsed
 }
 
+/// `target/lambda/<function>/bootstrap` or `target/debug/<function>`.
+fn function_name(binary: &Path) -> String {
+    let named = if binary.file_name().is_some_and(|n| n == "bootstrap") {
+        binary.parent().and_then(Path::file_name)
+    } else {
+        binary.file_name()
+    };
+    named
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
-        return; // nothing to do under `cargo test --benches`
+    if std::env::args().any(|a| a == "--list") {
+        return;
     }
+    let runs = if smoke() { 2 } else { 30 };
     let bootstraps = bootstraps();
+    if let Some(missing) = bootstraps.iter().find(|b| !b.exists()) {
+        eprintln!(
+            "{} is missing: `cargo build --workspace --bins` builds it",
+            missing.display()
+        );
+        std::process::exit(1);
+    }
+    if smoke() {
+        println!("(smoke run of debug binaries: not a measurement; `cargo bench` measures)");
+    }
     if bootstraps.is_empty() {
         eprintln!("no bootstraps: run `cargo lambda build --release` first, or pass their paths");
         std::process::exit(1);
@@ -134,18 +173,14 @@ fn main() {
     for bootstrap in &bootstraps {
         let size = std::fs::metadata(bootstrap).map(|m| m.len()).unwrap_or(0);
         for backend in ["memory", "aws"] {
-            let mut times: Vec<Duration> = (0..RUNS)
+            let mut times: Vec<Duration> = (0..runs)
                 .map(|_| time_to_first_next(bootstrap, &listener, backend))
                 .collect();
             times.sort();
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
             println!(
                 "| {} | {backend} | {:.1} | {:.1} | {size} |",
-                bootstrap
-                    .parent()
-                    .and_then(Path::file_name)
-                    .unwrap()
-                    .to_string_lossy(),
+                function_name(bootstrap),
                 ms(percentile(&times, 0.5)),
                 ms(percentile(&times, 0.9)),
             );

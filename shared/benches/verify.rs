@@ -5,6 +5,9 @@
 //! Run: `cargo bench -p tokenlife --bench verify` (figures in BENCHMARKS.md). A plain timing
 //! loop rather than criterion: rounds alternate between the two paths so that noise from
 //! the shared machine hits both alike, and the median round is reported.
+//!
+//! Without `--bench` (as `cargo test --benches` runs it, in the test command) it is a smoke
+//! run: one short round, every path exercised and checked, no figure worth reading.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -18,14 +21,20 @@ use tokenlife::secrets::b64url_decode;
 use tokenlife::service::LoginRequest;
 use tokenlife::{App, TokenService};
 
-const ROUNDS: usize = 7;
-const ROUND_TIME: Duration = Duration::from_millis(700);
+/// (rounds, time per round): a measurement under `cargo bench`, a smoke run otherwise.
+fn plan() -> (usize, Duration) {
+    if std::env::args().any(|a| a == "--bench") {
+        (7, Duration::from_millis(700))
+    } else {
+        (1, Duration::from_millis(30))
+    }
+}
 
-/// Calls `f` repeatedly for about ROUND_TIME; returns operations per second.
-fn rate(mut f: impl FnMut()) -> f64 {
+/// Calls `f` repeatedly for about `round_time`; returns operations per second.
+fn rate(round_time: Duration, mut f: impl FnMut()) -> f64 {
     let mut count = 0u64;
     let start = Instant::now();
-    while start.elapsed() < ROUND_TIME {
+    while start.elapsed() < round_time {
         for _ in 0..64 {
             f();
         }
@@ -71,6 +80,10 @@ fn setup(
 }
 
 fn main() {
+    let (rounds, round_time) = plan();
+    if rounds == 1 {
+        println!("(smoke run: not a measurement; `cargo bench` measures)");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -130,13 +143,13 @@ fn main() {
         ));
 
         let (mut raw, mut ours, mut authorizer) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            raw.push(rate(|| assert!(black_box(raw_verify()))));
+        for _ in 0..rounds {
+            raw.push(rate(round_time, || assert!(black_box(raw_verify()))));
             // The handler runs inside the async runtime already: one block_on per round.
             ours.push(runtime.block_on(async {
                 let mut count = 0u64;
                 let start = Instant::now();
-                while start.elapsed() < ROUND_TIME {
+                while start.elapsed() < round_time {
                     for _ in 0..64 {
                         assert!(black_box(
                             service.authorize(black_box(&token)).await.is_ok()
@@ -149,7 +162,7 @@ fn main() {
             authorizer.push(runtime.block_on(async {
                 let mut count = 0u64;
                 let start = Instant::now();
-                while start.elapsed() < ROUND_TIME {
+                while start.elapsed() < round_time {
                     for _ in 0..64 {
                         let answer =
                             tokenlife::authorizer::authorize_event(&service, black_box(&event))
