@@ -1,13 +1,7 @@
 //! The DynamoDB backend: users, sessions, revocations and the signing-key registry in four
-//! tables (names from config), on-demand, with `expires_at` (epoch seconds) as the TTL attribute of sessions
-//! and revocations.
-//!
-//! | table | key | attributes |
-//! |---|---|---|
-//! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL |
-//! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
-//! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`) | `expires_at` N (TTL), `until_ms` N (for `sub#`) |
-//! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N} |
+//! tables (names from config), on-demand, with `expires_at` (epoch seconds) as the TTL
+//! attribute of sessions and revocations. This module holds the store operations; how each
+//! record becomes an item (the tables' layout) is in [`items`].
 //!
 //! Consistency: session reads are strongly consistent (rotation decides on them, and the
 //! write that follows is conditional anyway). Revocation lookups on verify are one
@@ -21,13 +15,15 @@
 //! session is a transaction of the `ended` flag and the `sid#` entry; the key registry is
 //! one item replaced by a PutItem conditioned on its `version` (see [`crate::keys::registry`]).
 
+pub mod items;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
@@ -35,12 +31,14 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation, RevocationKey,
-    Rotation, SaveOutcome, Session, SessionStore, StoreError, User, UserStore,
+    SaveOutcome, Session, SessionStore, StoreError, User, UserStore,
 };
 use crate::clock::Clock;
-use crate::keys::{KeyState, SigningAlgorithm};
-
-type Item = HashMap<String, AttributeValue>;
+use items::{
+    Item, KEY_REGISTRY_ID, get_bool, get_n, key_registry_from_item, key_registry_to_item, n,
+    revocation_from_item, revocation_key_text, revocation_to_item, s, session_from_item,
+    session_to_item, user_from_item, user_to_item,
+};
 
 /// The table names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,223 +99,39 @@ where
     }
 }
 
+/// Why DynamoDB cancelled a transaction: one reason code per item, in request order
+/// (`ConditionalCheckFailed`, `TransactionConflict`, `None`, ...), with the stored item
+/// where the request asked for it (ALL_OLD). `None` when the transaction failed otherwise.
+struct Cancelled<'a>(&'a [aws_sdk_dynamodb::types::CancellationReason]);
+
+impl<'a> Cancelled<'a> {
+    fn of<R>(error: &'a SdkError<TransactWriteItemsError, R>) -> Option<Self> {
+        match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
+                Some(Cancelled(cancel.cancellation_reasons()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Item `i`'s reason code (`None` when DynamoDB gave none).
+    fn code(&self, i: usize) -> &'a str {
+        self.0.get(i).and_then(|r| r.code()).unwrap_or("None")
+    }
+
+    /// Item `i` as stored, when the request asked for it.
+    fn item(&self, i: usize) -> Option<&'a Item> {
+        self.0.get(i).and_then(|r| r.item())
+    }
+
+    /// Another transaction touched the same items at the same moment.
+    fn conflicted(&self) -> bool {
+        (0..self.0.len()).any(|i| self.code(i) == "TransactionConflict")
+    }
+}
+
 fn built<T>(result: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
     result.map_err(|e| StoreError::Broken(format!("building a DynamoDB request: {e}")))
-}
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
-}
-
-fn n(value: u64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn b(value: &[u8]) -> AttributeValue {
-    AttributeValue::B(Blob::new(value))
-}
-
-fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Ok(value.clone()),
-        _ => Err(StoreError::Broken(format!(
-            "stored item lacks string {name:?}"
-        ))),
-    }
-}
-
-fn get_n(item: &Item, name: &str) -> Result<u64, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::N(value)) => value
-            .parse()
-            .map_err(|_| StoreError::Broken(format!("stored {name:?} is not a whole number"))),
-        _ => Err(StoreError::Broken(format!(
-            "stored item lacks number {name:?}"
-        ))),
-    }
-}
-
-fn get_b32(item: &Item, name: &str) -> Result<[u8; 32], StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::B(value)) => value
-            .as_ref()
-            .try_into()
-            .map_err(|_| StoreError::Broken(format!("stored {name:?} is not 32 bytes"))),
-        _ => Err(StoreError::Broken(format!(
-            "stored item lacks binary {name:?}"
-        ))),
-    }
-}
-
-fn get_bool(item: &Item, name: &str) -> bool {
-    matches!(item.get(name), Some(AttributeValue::Bool(true)))
-}
-
-fn revocation_key_text(key: &RevocationKey) -> String {
-    match key {
-        RevocationKey::Token(jti) => format!("jti#{jti}"),
-        RevocationKey::Session(sid) => format!("sid#{sid}"),
-        RevocationKey::User(sub) => format!("sub#{sub}"),
-    }
-}
-
-fn revocation_key_from_text(text: &str) -> Option<RevocationKey> {
-    let (kind, id) = text.split_once('#')?;
-    let id = id.to_owned();
-    match kind {
-        "jti" => Some(RevocationKey::Token(id)),
-        "sid" => Some(RevocationKey::Session(id)),
-        "sub" => Some(RevocationKey::User(id)),
-        _ => None,
-    }
-}
-
-fn user_to_item(user: &User) -> Item {
-    HashMap::from([
-        ("username".to_owned(), s(&user.username)),
-        ("user_id".to_owned(), s(&user.id)),
-        ("password_hash".to_owned(), s(&user.password_hash)),
-        ("scopes".to_owned(), s(&user.scopes.join(" "))),
-        ("disabled".to_owned(), AttributeValue::Bool(user.disabled)),
-    ])
-}
-
-fn user_from_item(item: &Item) -> Result<User, StoreError> {
-    Ok(User {
-        id: get_s(item, "user_id")?,
-        username: get_s(item, "username")?,
-        password_hash: get_s(item, "password_hash")?,
-        scopes: get_s(item, "scopes")?
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        disabled: get_bool(item, "disabled"),
-    })
-}
-
-fn session_to_item(session: &Session) -> Item {
-    let mut item = HashMap::from([
-        ("id".to_owned(), s(&session.id)),
-        ("user_id".to_owned(), s(&session.user_id)),
-        ("scope".to_owned(), s(&session.scope)),
-        ("created_ms".to_owned(), n(session.created_ms)),
-        ("expires_at".to_owned(), n(session.expires_at)),
-        ("last_used_ms".to_owned(), n(session.last_used_ms)),
-        ("generation".to_owned(), n(session.generation)),
-        ("current_hash".to_owned(), b(&session.current_hash)),
-        ("reuse_key".to_owned(), b(&session.reuse_key)),
-        ("ended".to_owned(), AttributeValue::Bool(session.ended)),
-    ]);
-    if let Some(client_id) = &session.client_id {
-        item.insert("client_id".to_owned(), s(client_id));
-    }
-    if let Some(rotation) = &session.last_rotation {
-        item.insert("rotated_at_ms".to_owned(), n(rotation.at_ms));
-        item.insert("sealed_successor".to_owned(), b(&rotation.sealed_successor));
-    }
-    item
-}
-
-fn session_from_item(item: &Item) -> Result<Session, StoreError> {
-    let last_rotation = match (item.get("rotated_at_ms"), item.get("sealed_successor")) {
-        (Some(_), Some(AttributeValue::B(sealed))) => Some(Rotation {
-            at_ms: get_n(item, "rotated_at_ms")?,
-            sealed_successor: sealed.as_ref().to_vec(),
-        }),
-        _ => None,
-    };
-    Ok(Session {
-        id: get_s(item, "id")?,
-        user_id: get_s(item, "user_id")?,
-        scope: get_s(item, "scope")?,
-        client_id: get_s(item, "client_id").ok(),
-        created_ms: get_n(item, "created_ms")?,
-        expires_at: get_n(item, "expires_at")?,
-        last_used_ms: get_n(item, "last_used_ms")?,
-        generation: get_n(item, "generation")?,
-        current_hash: get_b32(item, "current_hash")?,
-        reuse_key: get_b32(item, "reuse_key")?,
-        last_rotation,
-        ended: get_bool(item, "ended"),
-    })
-}
-
-/// The key of the keys table's one item.
-const KEY_REGISTRY_ID: &str = "registry";
-
-fn key_record_to_value(key: &KeyRecord) -> AttributeValue {
-    AttributeValue::M(HashMap::from([
-        ("kid".to_owned(), s(&key.kid)),
-        ("key_ref".to_owned(), s(&key.key_ref)),
-        ("alg".to_owned(), s(key.algorithm.name())),
-        ("public_key".to_owned(), b(&key.public_key_der)),
-        ("state".to_owned(), s(key.state.name())),
-        ("published_at".to_owned(), n(key.published_at)),
-        ("state_since".to_owned(), n(key.state_since)),
-    ]))
-}
-
-fn key_record_from_value(value: &AttributeValue) -> Result<KeyRecord, StoreError> {
-    let AttributeValue::M(item) = value else {
-        return Err(StoreError::Broken("a stored key is not a map".into()));
-    };
-    let alg = get_s(item, "alg")?;
-    let state = get_s(item, "state")?;
-    Ok(KeyRecord {
-        kid: get_s(item, "kid")?,
-        key_ref: get_s(item, "key_ref")?,
-        algorithm: SigningAlgorithm::from_name(&alg)
-            .ok_or_else(|| StoreError::Broken(format!("stored key has unknown alg {alg:?}")))?,
-        public_key_der: match item.get("public_key") {
-            Some(AttributeValue::B(der)) => der.as_ref().to_vec(),
-            _ => return Err(StoreError::Broken("stored key lacks its public key".into())),
-        },
-        state: KeyState::from_name(&state)
-            .ok_or_else(|| StoreError::Broken(format!("stored key has unknown state {state:?}")))?,
-        published_at: get_n(item, "published_at")?,
-        state_since: get_n(item, "state_since")?,
-    })
-}
-
-fn key_registry_from_item(item: &Item) -> Result<KeyRegistryDocument, StoreError> {
-    let keys = match item.get("keys") {
-        Some(AttributeValue::L(values)) => values
-            .iter()
-            .map(key_record_from_value)
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(StoreError::Broken(
-                "the key registry lacks its key list".into(),
-            ));
-        }
-    };
-    Ok(KeyRegistryDocument {
-        version: get_n(item, "version")?,
-        keys,
-    })
-}
-
-fn revocation_to_item(revocation: &Revocation) -> Item {
-    HashMap::from([
-        ("key".to_owned(), s(&revocation_key_text(&revocation.key))),
-        ("expires_at".to_owned(), n(revocation.expires_at)),
-        (
-            "until_ms".to_owned(),
-            n(revocation.sessions_created_until_ms),
-        ),
-    ])
-}
-
-fn revocation_from_item(item: &Item) -> Result<Revocation, StoreError> {
-    let text = get_s(item, "key")?;
-    Ok(Revocation {
-        key: revocation_key_from_text(&text).ok_or_else(|| {
-            StoreError::Broken(format!("unknown revocation key kind in {text:?}"))
-        })?,
-        expires_at: get_n(item, "expires_at")?,
-        sessions_created_until_ms: get_n(item, "until_ms").unwrap_or(0),
-    })
 }
 
 #[async_trait]
@@ -453,21 +267,16 @@ impl SessionStore for DynamoStore {
         match result {
             Ok(_) => Ok(ReplaceOutcome::Replaced),
             Err(error) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
-                    error.as_service_error()
-                else {
+                let Some(cancelled) = Cancelled::of(&error) else {
                     return Err(sdk_error("TransactWriteItems rotate", error));
                 };
-                let reasons = cancel.cancellation_reasons();
-                let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-                match (code(0), code(1)) {
+                match (cancelled.code(0), cancelled.code(1)) {
                     // The user's sessions were revoked after this one was created.
                     (_, "ConditionalCheckFailed") => Ok(ReplaceOutcome::Ended),
                     ("ConditionalCheckFailed", _) => {
                         // The stored item comes back (ALL_OLD); should it ever be missing,
                         // say Conflict and let the caller's re-read tell.
-                        let stored = reasons.first().and_then(|r| r.item());
+                        let stored = cancelled.item(0);
                         let moved_on = stored.is_none_or(|item| {
                             !get_bool(item, "ended")
                                 && get_n(item, "expires_at").is_ok_and(|e| e > now_secs)
@@ -480,9 +289,7 @@ impl SessionStore for DynamoStore {
                     }
                     // Another transaction on the same items at the same moment: the same
                     // race as a lost condition; the caller re-reads and decides.
-                    ("TransactionConflict", _) | (_, "TransactionConflict") => {
-                        Ok(ReplaceOutcome::Conflict)
-                    }
+                    _ if cancelled.conflicted() => Ok(ReplaceOutcome::Conflict),
                     _ => Err(sdk_error("TransactWriteItems rotate", error)),
                 }
             }
@@ -523,18 +330,13 @@ impl SessionStore for DynamoStore {
                 Ok(_) => return Ok(()),
                 Err(error) => error,
             };
-            use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
-                error.as_service_error()
-            else {
+            let Some(cancelled) = Cancelled::of(&error) else {
                 return Err(sdk_error("TransactWriteItems end session", error));
             };
-            let reasons = cancel.cancellation_reasons();
-            let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-            match (code(0), code(1)) {
+            match cancelled.code(0) {
                 // No such session (already swept by TTL): the entry alone still matters.
-                ("ConditionalCheckFailed", _) => return self.put_revocation(revocation).await,
-                ("TransactionConflict", _) | (_, "TransactionConflict") => continue,
+                "ConditionalCheckFailed" => return self.put_revocation(revocation).await,
+                _ if cancelled.conflicted() => continue,
                 _ => return Err(sdk_error("TransactWriteItems end session", error)),
             }
         }
@@ -652,14 +454,7 @@ impl KeyRegistry for DynamoStore {
         keys: &[KeyRecord],
         expected_version: u64,
     ) -> Result<SaveOutcome, StoreError> {
-        let item = HashMap::from([
-            ("id".to_owned(), s(KEY_REGISTRY_ID)),
-            ("version".to_owned(), n(expected_version + 1)),
-            (
-                "keys".to_owned(),
-                AttributeValue::L(keys.iter().map(key_record_to_value).collect()),
-            ),
-        ]);
+        let item = key_registry_to_item(keys, expected_version + 1);
         let mut request = self
             .client
             .put_item()
@@ -682,92 +477,6 @@ impl KeyRegistry for DynamoStore {
                 Ok(SaveOutcome::Conflict)
             }
             Err(error) => Err(sdk_error("PutItem keys", error)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_registry_round_trips() {
-        let registry = KeyRegistryDocument {
-            version: 3,
-            keys: vec![KeyRecord {
-                kid: "k1".into(),
-                key_ref: "arn:aws:kms:eu-west-1:000000000000:key/1".into(),
-                algorithm: SigningAlgorithm::Rs256,
-                public_key_der: vec![1, 2, 3],
-                state: KeyState::Retiring,
-                published_at: 10,
-                state_since: 20,
-            }],
-        };
-        let mut item = HashMap::from([
-            ("version".to_owned(), n(3)),
-            (
-                "keys".to_owned(),
-                AttributeValue::L(registry.keys.iter().map(key_record_to_value).collect()),
-            ),
-        ]);
-        assert_eq!(key_registry_from_item(&item).unwrap(), registry);
-        item.insert("keys".to_owned(), s("not a list"));
-        assert!(key_registry_from_item(&item).is_err());
-    }
-
-    #[test]
-    fn items_round_trip() {
-        let session = Session {
-            id: "sid".into(),
-            user_id: "u1".into(),
-            scope: "user admin".into(),
-            client_id: Some("cli".into()),
-            created_ms: 1,
-            expires_at: 2,
-            last_used_ms: 3,
-            generation: 4,
-            current_hash: [5; 32],
-            reuse_key: [6; 32],
-            last_rotation: Some(Rotation {
-                at_ms: 7,
-                sealed_successor: vec![8; 76],
-            }),
-            ended: true,
-        };
-        assert_eq!(
-            session_from_item(&session_to_item(&session)).unwrap(),
-            session
-        );
-        let fresh = Session {
-            client_id: None,
-            last_rotation: None,
-            ended: false,
-            ..session
-        };
-        assert_eq!(session_from_item(&session_to_item(&fresh)).unwrap(), fresh);
-        let user = User {
-            id: "u1".into(),
-            username: "alice".into(),
-            password_hash: "$argon2id$...".into(),
-            scopes: vec!["user".into(), "admin".into()],
-            disabled: false,
-        };
-        assert_eq!(user_from_item(&user_to_item(&user)).unwrap(), user);
-        for key in [
-            RevocationKey::Token("j".into()),
-            RevocationKey::Session("s#x".into()),
-            RevocationKey::User("u".into()),
-        ] {
-            let revocation = Revocation {
-                key,
-                expires_at: 9,
-                sessions_created_until_ms: 10,
-            };
-            assert_eq!(
-                revocation_from_item(&revocation_to_item(&revocation)).unwrap(),
-                revocation
-            );
         }
     }
 }
