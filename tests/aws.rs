@@ -26,8 +26,8 @@ use tokenlife::store::{
     TableNames, User, UserStore,
 };
 use tokenlife::testkit::{
-    On, Users, password_of, require_emulators, thirty_concurrent_refreshes_rotate_exactly_once,
-    unique,
+    On, Users, password_of, require_emulators, sample_session, sample_user,
+    thirty_concurrent_refreshes_rotate_exactly_once, unique,
 };
 use tokenlife::{App, Error, TokenService};
 
@@ -185,13 +185,7 @@ fn counts(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
 /// The store contract, run against both backends: conditional rotation, user-wide
 /// revocation inside the rotation, ending sessions, revocation entries.
 async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_ms: u64) {
-    let user = User {
-        id: "user-1".into(),
-        username: "alice".into(),
-        password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA".into(),
-        scopes: vec!["user".into(), "admin".into()],
-        disabled: false,
-    };
+    let user = sample_user();
     assert_eq!(users.find_user("alice").await.unwrap(), None);
     users.put_user(&user).await.unwrap();
     assert_eq!(users.find_user("alice").await.unwrap(), Some(user.clone()));
@@ -202,20 +196,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     users.put_user(&disabled).await.unwrap();
     assert_eq!(users.find_user("alice").await.unwrap(), Some(disabled));
 
-    let session = Session {
-        id: new_session_id(now_ms - 10),
-        user_id: "user-1".into(),
-        scope: "user".into(),
-        client_id: None,
-        created_ms: now_ms - 10,
-        expires_at: now_ms / 1000 + 3600,
-        last_used_ms: now_ms - 10,
-        generation: 0,
-        current_hash: [1; 32],
-        reuse_key: [2; 32],
-        last_rotation: None,
-        ended: false,
-    };
+    let session = sample_session(now_ms - 10);
     sessions.create_session(&session).await.unwrap();
     assert_eq!(
         sessions.find_session(&session.id).await.unwrap(),

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokenlife::both_backends;
 use tokenlife::config::Backend;
 use tokenlife::testkit::password_of;
-use tokenlife::testkit::serve::{Answer, race_refreshes};
+use tokenlife::testkit::serve::{Answer, Server, race_refreshes};
 
 use super::{BIN, serve};
 
@@ -256,13 +256,20 @@ fn cookie_refresh_needs_an_allowed_origin() {
 
 both_backends!(concurrent_refreshes_without_grace => thirty_concurrent_refreshes_without_grace_rotate_exactly_once);
 
-fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once(backend: Backend) {
-    let server = serve(backend, &[("TOKENLIFE_REFRESH_GRACE", "0")]);
+/// 30 concurrent refreshes of one fresh refresh token of alice, on a server with
+/// `TOKENLIFE_REFRESH_GRACE` = `grace`.
+fn race_on(backend: Backend, grace: &str) -> (Server, Vec<Answer>) {
+    let server = serve(backend, &[("TOKENLIFE_REFRESH_GRACE", grace)]);
     let refresh = server
         .login("alice", &password_of("alice"))
         .expect(200)
         .text("refresh_token");
     let answers = race_refreshes(&server, &refresh);
+    (server, answers)
+}
+
+fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once(backend: Backend) {
+    let (_server, answers) = race_on(backend, "0");
     let winners: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
     assert_eq!(winners.len(), 1, "exactly one rotation: {answers:?}");
     for loser in answers.iter().filter(|a| a.status != 200) {
@@ -274,12 +281,7 @@ fn thirty_concurrent_refreshes_without_grace_rotate_exactly_once(backend: Backen
 both_backends!(concurrent_refreshes_with_grace => thirty_concurrent_refreshes_with_grace_all_get_the_same_successor);
 
 fn thirty_concurrent_refreshes_with_grace_all_get_the_same_successor(backend: Backend) {
-    let server = serve(backend, &[("TOKENLIFE_REFRESH_GRACE", "30")]);
-    let refresh = server
-        .login("alice", &password_of("alice"))
-        .expect(200)
-        .text("refresh_token");
-    let answers = race_refreshes(&server, &refresh);
+    let (server, answers) = race_on(backend, "30");
     let successors: Vec<String> = answers
         .iter()
         .map(|a| {

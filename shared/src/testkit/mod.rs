@@ -17,7 +17,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::config::{Argon2Params, Config};
 use crate::error::Error;
 use crate::service::{LoginRequest, RefreshRequest, TokenGrant, TokenService};
-use crate::store::{MemoryStore, SessionStore};
+use crate::store::{MemoryStore, Session, SessionStore, User};
 
 /// The issuer of test services that have no URL of their own.
 pub const ISSUER: &str = "https://issuer.test";
@@ -116,6 +116,35 @@ pub struct On<'a>(pub &'a TokenService);
 impl Users for On<'_> {
     fn service(&self) -> &TokenService {
         self.0
+    }
+}
+
+/// A stored user record (`alice`, id `user-1`, scopes `user admin`) for store-level tests.
+pub fn sample_user() -> User {
+    User {
+        id: "user-1".into(),
+        username: "alice".into(),
+        password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA".into(),
+        scopes: vec!["user".into(), "admin".into()],
+        disabled: false,
+    }
+}
+
+/// A fresh session of [`sample_user`] created at `created_ms`, for an hour, never rotated.
+pub fn sample_session(created_ms: u64) -> Session {
+    Session {
+        id: crate::refresh::new_session_id(created_ms),
+        user_id: "user-1".into(),
+        scope: "user".into(),
+        client_id: None,
+        created_ms,
+        expires_at: created_ms / 1000 + 3600,
+        last_used_ms: created_ms,
+        generation: 0,
+        current_hash: [1; 32],
+        reuse_key: [2; 32],
+        last_rotation: None,
+        ended: false,
     }
 }
 

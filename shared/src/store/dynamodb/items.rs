@@ -274,21 +274,15 @@ mod tests {
     #[test]
     fn items_round_trip() {
         let session = Session {
-            id: "sid".into(),
-            user_id: "u1".into(),
             scope: "user admin".into(),
             client_id: Some("cli".into()),
-            created_ms: 1,
-            expires_at: 2,
-            last_used_ms: 3,
             generation: 4,
-            current_hash: [5; 32],
-            reuse_key: [6; 32],
             last_rotation: Some(Rotation {
                 at_ms: 7,
                 sealed_successor: vec![8; 76],
             }),
             ended: true,
+            ..crate::testkit::sample_session(1)
         };
         assert_eq!(
             session_from_item(&session_to_item(&session)).unwrap(),
@@ -301,13 +295,7 @@ mod tests {
             ..session
         };
         assert_eq!(session_from_item(&session_to_item(&fresh)).unwrap(), fresh);
-        let user = User {
-            id: "u1".into(),
-            username: "alice".into(),
-            password_hash: "$argon2id$...".into(),
-            scopes: vec!["user".into(), "admin".into()],
-            disabled: false,
-        };
+        let user = crate::testkit::sample_user();
         assert_eq!(user_from_item(&user_to_item(&user)).unwrap(), user);
         for key in [
             RevocationKey::Token("j".into()),
