@@ -63,7 +63,7 @@ pub fn run(command: KeysCommand, config: Config, runtime: tokio::runtime::Runtim
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("tokenlife keys: {error}");
+                eprintln!("tokenlife keys: {}", error.for_operator());
                 ExitCode::FAILURE
             }
         }

@@ -111,7 +111,7 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
     app.service
         .ensure_active_key()
         .await
-        .map_err(|e| format!("signing key: {e}"))?;
+        .map_err(|e| format!("signing key: {}", e.for_operator()))?;
     for user in &args.users {
         let scopes = if user.admin {
             vec!["user".to_owned(), ADMIN_SCOPE.to_owned()]
@@ -121,7 +121,7 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
         app.service
             .put_user(&user.name, &user.password, scopes)
             .await
-            .map_err(|e| format!("cannot create user {:?}: {e}", user.name))?;
+            .map_err(|e| format!("cannot create user {:?}: {}", user.name, e.for_operator()))?;
     }
     print_banner(&base_url, &app.service, &args.users);
 

@@ -27,7 +27,7 @@ pub enum StartError {
     Key(#[from] KeyError),
     #[error("argon2 parameters: {0}")]
     Password(#[from] PasswordError),
-    #[error("signing keys: {0}")]
+    #[error("signing keys: {}", .0.for_operator())]
     Keys(#[from] Error),
 }
 

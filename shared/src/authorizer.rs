@@ -77,7 +77,7 @@ pub async fn authorize_event(
                 .and_then(Value::as_array)
                 .and_then(|sources| sources.first())
                 .and_then(Value::as_str)
-                .and_then(|value| parse_bearer(value).ok())
+                .and_then(|value| parse_bearer(value.trim()).ok())
         });
         let mut answer = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
         if let Some(claims) = verify(service, token).await? {
@@ -97,7 +97,7 @@ pub async fn authorize_event(
         Some("TOKEN") => event
             .get("authorizationToken")
             .and_then(Value::as_str)
-            .and_then(|value| parse_bearer(value).ok()),
+            .and_then(|value| parse_bearer(value.trim()).ok()),
         Some("REQUEST") => bearer_from_headers(event),
         _ => {
             return Err(AuthorizerError::UnknownEvent(
@@ -159,7 +159,7 @@ fn bearer_from_headers(event: &Value) -> Option<&str> {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
         .and_then(|(_, value)| value.as_str())
-        .and_then(|value| parse_bearer(value).ok())
+        .and_then(|value| parse_bearer(value.trim()).ok())
 }
 
 /// `arn:aws:execute-api:region:account:api/stage/VERB/path...` ->

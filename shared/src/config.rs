@@ -93,7 +93,7 @@ pub enum Kind {
     Flag { set: fn(&mut Config, bool) },
     /// A DynamoDB table name: 3-255 of `[A-Za-z0-9_.-]`.
     Table { set: fn(&mut Config, String) },
-    /// Anything else: `set` parses the (trimmed, non-empty) text or says what it expected.
+    /// Anything else: `set` parses the (non-empty, untrimmed) text or says what it expected.
     Text {
         set: fn(&mut Config, &str) -> Result<(), String>,
     },
@@ -107,7 +107,7 @@ pub const SETTINGS: &[Setting] = &[
         doc: "`memory` (in-memory, keys held in the process) or `aws` (DynamoDB + KMS).",
         kind: Kind::Text {
             set: |c, text| {
-                c.backend = match text.to_ascii_lowercase().as_str() {
+                c.backend = match text.trim().to_ascii_lowercase().as_str() {
                     "memory" => Backend::Memory,
                     "aws" => Backend::Aws,
                     _ => return Err(format!("expected memory or aws, got {text:?}")),
@@ -154,7 +154,7 @@ pub const SETTINGS: &[Setting] = &[
         doc: "`iss` of the tokens and base of the metadata URLs, an http(s) URL. Unset: `serve` uses its own base URL; a Lambda function refuses to start.",
         kind: Kind::Text {
             set: |c, text| {
-                let issuer = text.trim_end_matches('/');
+                let issuer = text.trim().trim_end_matches('/');
                 if origin_of(issuer).is_none() {
                     return Err(format!(
                         "expected an http(s) URL such as https://auth.example.com, got {text:?}"
@@ -411,7 +411,7 @@ impl Config {
                 continue;
             };
             setting
-                .apply(&mut config, text.trim())
+                .apply(&mut config, text)
                 .map_err(|problem| ConfigError {
                     variable: setting.name.to_owned(),
                     problem,
@@ -474,9 +474,13 @@ impl Config {
 }
 
 impl Setting {
+    /// Numbers, flags and table names are read trimmed; text settings trim what they need
+    /// (the audience is taken as given).
     fn apply(&self, config: &mut Config, text: &str) -> Result<(), String> {
+        let trimmed = text.trim();
         match self.kind {
             Kind::Number { min, max, set } => {
+                let text = trimmed;
                 let value: u64 = text
                     .parse()
                     .map_err(|_| format!("expected a whole number, got {text:?}"))?;
@@ -485,12 +489,13 @@ impl Setting {
                 }
                 set(config, value);
             }
-            Kind::Flag { set } => match text.to_ascii_lowercase().as_str() {
+            Kind::Flag { set } => match trimmed.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => set(config, true),
                 "0" | "false" | "no" | "off" => set(config, false),
                 _ => return Err(format!("expected true or false, got {text:?}")),
             },
             Kind::Table { set } => {
+                let text = trimmed;
                 let valid = (3..=255).contains(&text.len())
                     && text
                         .chars()

@@ -112,6 +112,15 @@ impl Error {
         }
     }
 
+    /// For an operator's terminal (the CLI), where the private detail belongs: the
+    /// description, then the detail if there is one.
+    pub fn for_operator(&self) -> String {
+        match self.private_detail().filter(|d| !d.is_empty()) {
+            Some(detail) => format!("{self} ({detail})"),
+            None => self.to_string(),
+        }
+    }
+
     pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
         Error::InvalidRequest(description.into())
     }

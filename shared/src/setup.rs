@@ -212,7 +212,7 @@ pub async fn ensure_tables_and_signing_key(
         .service
         .ensure_active_key()
         .await
-        .map_err(|e| fail("signing key", e))?;
+        .map_err(|e| fail("signing key", e.for_operator()))?;
     if keys.changed {
         report.extend(keys.actions.iter().map(|a| format!("signing keys: {a}")));
     } else {

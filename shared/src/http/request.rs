@@ -135,9 +135,9 @@ pub fn bearer_token(request: &Request) -> Result<&str, Error> {
 }
 
 /// The token of an `Authorization` header value `Bearer <token>` (scheme in any case,
-/// surrounding blanks ignored): the one bearer parser, for routes and the authorizer.
+/// blanks around the token ignored): the one bearer parser, for routes and the authorizer.
 pub fn parse_bearer(value: &str) -> Result<&str, TokenError> {
-    let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Missing)?;
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::Missing);
     }
@@ -220,6 +220,11 @@ mod tests {
     fn bearer_parsing() {
         assert_eq!(parse_bearer("Bearer abc"), Ok("abc"));
         assert_eq!(parse_bearer("bearer  abc "), Ok("abc"));
+        assert_eq!(
+            parse_bearer("Bearer "),
+            Ok(""),
+            "an empty token fails verification"
+        );
         assert_eq!(parse_bearer("Basic abc"), Err(TokenError::Missing));
         assert_eq!(parse_bearer("abc"), Err(TokenError::Missing));
     }

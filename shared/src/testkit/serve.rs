@@ -3,7 +3,7 @@
 //! checked for leaked secrets. Used by the end-to-end tests.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
@@ -58,9 +58,8 @@ impl Server {
             env.extend(aws_env());
             // `tokenlife setup`, twice: the second run must succeed and change nothing.
             for run in 0..2 {
-                let output = Command::new(&binary)
+                let output = tokenlife(&binary, &env)
                     .arg("setup")
-                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .output()
                     .expect("run tokenlife setup");
                 let stdout = String::from_utf8_lossy(&output.stdout);
@@ -77,25 +76,15 @@ impl Server {
                 }
             }
         }
-        let mut command = Command::new(&binary);
-        command
+        let mut child = tokenlife(&binary, &env)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(["--user", &format!("alice:{}", password_of("alice"))])
             .args(["--user", &format!("root:{}:admin", password_of("root"))])
-            .env("TOKENLIFE_ARGON2_MEMORY_KIB", "1024")
-            .env("TOKENLIFE_ARGON2_ITERATIONS", "1")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("TOKENLIFE_") && !key.starts_with("TOKENLIFE_ARGON2") {
-                command.env_remove(key);
-            }
-        }
-        for (key, value) in &env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("start tokenlife serve");
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tokenlife serve");
         // The first line on stdout names the base URL; logs go to stderr.
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut first = String::new();
@@ -223,6 +212,22 @@ impl Server {
     }
 }
 
+/// `binary` with exactly the settings `env` on top of cheap password hashing: no
+/// `TOKENLIFE_*` variable of the test's own environment leaks in.
+fn tokenlife(binary: &Path, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(binary);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TOKENLIFE_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("TOKENLIFE_ARGON2_MEMORY_KIB", "1024")
+        .env("TOKENLIFE_ARGON2_ITERATIONS", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    command
+}
+
 fn http_request(method: &str, url: &str) -> ureq::http::request::Builder {
     ureq::http::Request::builder().method(method).uri(url)
 }
@@ -327,10 +332,9 @@ impl Server {
                 answer.body["actions"].to_string()
             }
             Backend::Aws => {
-                let output = Command::new(&self.binary)
+                let output = tokenlife(&self.binary, &self.env)
                     .arg("keys")
                     .args(command)
-                    .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     .output()
                     .expect("run tokenlife keys");
                 let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
