@@ -304,6 +304,31 @@ mod tests {
         }
     }
 
+    /// The README's API table has one row per route, naming its method, path and function.
+    #[test]
+    fn readme_lists_every_route() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let rows = readme
+            .lines()
+            .filter(|l| l.starts_with("| `GET /") || l.starts_with("| `POST /"))
+            .count();
+        assert_eq!(
+            rows,
+            ROUTES.len(),
+            "README.md's API table has a row per route"
+        );
+        for route in ROUTES {
+            let row = format!(
+                "| `{} {}` | `{}` |",
+                route.method,
+                route.path,
+                route.function.name()
+            );
+            assert!(readme.contains(&row), "README.md's API table lacks {row}");
+        }
+    }
+
     #[test]
     fn function_names_round_trip() {
         for function in Function::ALL {
