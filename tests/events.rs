@@ -572,3 +572,25 @@ fn template_sets_only_declared_settings() {
     }
     assert!(found > 10, "template.yaml sets the functions' settings");
 }
+
+/// Every DynamoDB table of the stack survives a stack deletion or replacement: a user-wide
+/// revocation lives only in the revocations table, so losing it would make revoked
+/// sessions refreshable again.
+#[test]
+fn template_retains_every_table() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    let tables: Vec<&str> = template
+        .split("    Type: AWS::DynamoDB::Table\n")
+        .skip(1)
+        .collect();
+    assert_eq!(tables.len(), 4, "users, sessions, revocations, keys");
+    for table in tables {
+        assert!(
+            table.starts_with("    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n"),
+            "a table is not retained: {}",
+            &table[..table.len().min(200)]
+        );
+    }
+}
