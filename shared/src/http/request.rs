@@ -67,10 +67,9 @@ pub fn params(request: &Request) -> Result<Params, Error> {
             }
         }
         Some("application/json") => {
-            let object: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(body)
-                    .map_err(|_| Error::invalid_request("the body is not a JSON object"))?;
-            for (name, value) in object {
+            let JsonMembers(members) = serde_json::from_slice(body)
+                .map_err(|_| Error::invalid_request("the body is not a JSON object"))?;
+            for (name, value) in members {
                 match value {
                     serde_json::Value::String(text) => insert_once(&mut params, name, text)?,
                     serde_json::Value::Null => {}
@@ -89,6 +88,35 @@ pub fn params(request: &Request) -> Result<Params, Error> {
         }
     }
     Ok(Params(params))
+}
+
+/// A JSON object's members in order, duplicates kept (a `serde_json::Map` would keep only
+/// the last), so that a name given twice is refused like a repeated form field.
+struct JsonMembers(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = JsonMembers;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonMembers, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, serde_json::Value>()? {
+                    members.push(member);
+                }
+                Ok(JsonMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 fn insert_once(
@@ -214,6 +242,32 @@ mod tests {
         assert_eq!(origin_of("ftp://x"), None);
         assert_eq!(origin_of("https://user@host"), None);
         assert_eq!(origin_of("https://"), None);
+    }
+
+    fn json_request(body: &str) -> Request {
+        http::Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_json_member_given_twice_is_refused() {
+        let error = params(&json_request(r#"{"username":"a","username":"b"}"#)).unwrap_err();
+        assert_eq!(
+            error,
+            Error::invalid_request("parameter \"username\" appears twice")
+        );
+        let fine = params(&json_request(r#"{"username":"a","password":"b"}"#)).unwrap();
+        assert_eq!(fine.optional("username").as_deref(), Some("a"));
+        for not_an_object in ["[1]", "\"x\"", "{\"a\":", "null"] {
+            assert!(
+                params(&json_request(not_an_object)).is_err(),
+                "{not_an_object}"
+            );
+        }
     }
 
     #[test]
