@@ -52,7 +52,7 @@ pub async fn handle(
     let result = match chosen {
         _ if candidates.is_empty() => Err(Error::NotFound(format!("no route for {path:?}"))),
         _ if request.method() == Method::OPTIONS => match &cors_origin {
-            Some(origin) => return response::preflight(origin),
+            Some(origin) => Ok(response::preflight(origin)),
             None => Err(Error::Forbidden("this origin may not call this API".into())),
         },
         None => Err(Error::MethodNotAllowed {
@@ -78,6 +78,11 @@ pub async fn handle(
     if let Some(origin) = &cors_origin {
         response::allow_origin(&mut response, origin);
     }
+    // Every answer's CORS headers depend on the Origin: shared caches must key on it (the
+    // public JWKS included), or one origin's answer could be served to another.
+    response
+        .headers_mut()
+        .append(header::VARY, http::HeaderValue::from_static("Origin"));
     // The route pattern, never the raw path or query (which could carry anything).
     tracing::info!(
         method = %request.method(),
@@ -122,6 +127,44 @@ fn allow_header(candidates: &[(&Route, Option<String>)]) -> String {
 mod tests {
     use super::*;
     use crate::testkit::{Embedded, Users};
+
+    fn get(path: &str, origin: Option<&str>) -> lambda_http::Request {
+        let mut request = http::Request::builder()
+            .method("GET")
+            .uri(format!("https://issuer.test{path}"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.body(Body::Empty).unwrap()
+    }
+
+    /// Shared caches must not serve one origin's answer to another: every answer says
+    /// `Vary: Origin`, once, whether or not the caller's origin is allowed.
+    #[tokio::test]
+    async fn every_answer_varies_on_origin() {
+        let f = Embedded::start_with(|c| c.cors_origins = vec!["https://app.test".into()]).await;
+        for (path, origin) in [
+            ("/.well-known/jwks.json", None),
+            ("/.well-known/jwks.json", Some("https://app.test")),
+            ("/.well-known/jwks.json", Some("https://evil.test")),
+            ("/userinfo", None),
+            ("/nowhere", Some("https://app.test")),
+        ] {
+            let response = handle(&f.service, None, get(path, origin)).await;
+            let vary: Vec<_> = response.headers().get_all(header::VARY).iter().collect();
+            assert_eq!(vary, ["Origin"], "{path} from {origin:?}");
+        }
+        let preflight = http::Request::builder()
+            .method("OPTIONS")
+            .uri("https://issuer.test/refresh")
+            .header("origin", "https://app.test")
+            .body(Body::Empty)
+            .unwrap();
+        let response = handle(&f.service, None, preflight).await;
+        assert_eq!(response.status().as_u16(), 204);
+        let vary: Vec<_> = response.headers().get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["Origin"]);
+    }
 
     /// Every admin route refuses a valid token without the admin scope (403) and one with
     /// no token (401), before its handler runs; the service changes nothing.

@@ -85,7 +85,8 @@ pub fn refresh_cookie(value: Option<&str>, base_path: &str, max_age_secs: u64) -
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Marks a response readable by `origin` with credentials.
+/// Marks a response readable by `origin` with credentials (`handle` adds `Vary: Origin` to
+/// every answer).
 pub fn allow_origin(response: &mut Response<Body>, origin: &str) {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(origin) {
@@ -95,7 +96,6 @@ pub fn allow_origin(response: &mut Response<Body>, origin: &str) {
             HeaderValue::from_static("true"),
         );
     }
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// The answer to a CORS preflight from an allowed origin.
