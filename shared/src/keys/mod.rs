@@ -257,22 +257,29 @@ impl KeyCache {
         stale: &KeyRing,
         kid: &str,
     ) -> Result<Option<Arc<KeyRing>>, KeyError> {
+        let rate_limited = |now: u64| {
+            let last = self.last_unknown_kid_reload_ms.load(Ordering::Relaxed);
+            last != 0 && now.saturating_sub(last) < UNKNOWN_KID_RELOAD_INTERVAL_MS
+        };
+        let knowing = |ring: Arc<KeyRing>| ring.verification_key(kid).is_some().then_some(ring);
         let now = self.clock.now_ms();
-        let last = self.last_unknown_kid_reload_ms.load(Ordering::Relaxed);
-        if last != 0 && now.saturating_sub(last) < UNKNOWN_KID_RELOAD_INTERVAL_MS {
+        if rate_limited(now) {
             // Rate-limited, but a reload by someone else since may know it.
-            return Ok(self
-                .fresh(now)
-                .filter(|ring| ring.verification_key(kid).is_some()));
+            return Ok(self.fresh(now).and_then(knowing));
         }
         let _reloading = self.reloading.lock().await;
-        // Someone else may have reloaded while we waited.
+        // Single flight: whoever waited here re-checks, so that N concurrent unknown kids
+        // cost one reload, not N in a row.
+        let now = self.clock.now_ms();
         if let Some(ring) = self
             .fresh(now)
             .filter(|ring| !std::ptr::eq(ring.as_ref(), stale))
-            .filter(|ring| ring.verification_key(kid).is_some())
+            .and_then(knowing)
         {
             return Ok(Some(ring));
+        }
+        if rate_limited(now) {
+            return Ok(self.fresh(now).and_then(knowing));
         }
         self.last_unknown_kid_reload_ms
             .store(now, Ordering::Relaxed);
@@ -507,6 +514,82 @@ mod tests {
         assert_eq!(here.ring().await.unwrap().jwks().keys.len(), published);
         clock.advance_secs(1);
         assert_eq!(here.ring().await.unwrap().jwks().keys.len(), published + 1);
+    }
+
+    /// A registry that counts its loads.
+    struct CountingRegistry {
+        inner: Arc<crate::store::MemoryStore>,
+        loads: AtomicU64,
+    }
+
+    #[async_trait]
+    impl KeyRegistry for CountingRegistry {
+        async fn load_keys(&self) -> Result<KeyRegistryDocument, StoreError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            // Slow enough that concurrent callers pile up behind the reload.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.inner.load_keys().await
+        }
+
+        async fn save_keys(
+            &self,
+            keys: &[KeyRecord],
+            expected_version: u64,
+        ) -> Result<SaveOutcome, StoreError> {
+            self.inner.save_keys(keys, expected_version).await
+        }
+    }
+
+    /// Many concurrent tokens with made-up kids cost one registry reload, not one each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_unknown_kids_cost_one_reload() {
+        use crate::clock::ManualClock;
+        use crate::store::MemoryStore;
+
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let vault = Arc::new(LocalVault::default());
+        let policy = RotationPolicy {
+            algorithm: SigningAlgorithm::Es256,
+            publish_delay_secs: 0,
+            retire_after_secs: 100,
+            forget_after_secs: 1000,
+        };
+        KeyRotation::new(store.clone(), vault.clone(), clock.clone(), policy)
+            .ensure_active()
+            .await
+            .unwrap();
+        let registry = Arc::new(CountingRegistry {
+            inner: store,
+            loads: AtomicU64::new(0),
+        });
+        let cache = Arc::new(KeyCache::new(registry.clone(), vault, clock, 60));
+        let stale = cache.ring().await.unwrap();
+        assert_eq!(registry.loads.load(Ordering::SeqCst), 1);
+        // A reload in progress (held here) while 20 requests with made-up kids arrive: they
+        // all pass the rate limit before any of them can record a reload.
+        let in_progress = cache.reloading.lock().await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (cache, stale) = (cache.clone(), stale.clone());
+                tokio::spawn(async move {
+                    cache
+                        .ring_for_unknown_kid(&stale, &format!("made-up-{i}"))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        drop(in_progress);
+        for task in tasks {
+            let _ = task.await.unwrap();
+        }
+        assert_eq!(
+            registry.loads.load(Ordering::SeqCst),
+            2,
+            "one reload for 20 concurrent unknown kids"
+        );
     }
 
     #[test]
