@@ -295,8 +295,9 @@ impl TokenService {
             if presented.generation() > session.generation {
                 return Err(unusable());
             }
-            if client_id.is_some() && session.client_id.is_some() && client_id != session.client_id
-            {
+            // A session bound to a client refreshes only for that client (RFC 6749 section 6,
+            // RFC 9700): naming another client, or none, is refused and changes nothing.
+            if session.client_id.is_some() && client_id != session.client_id {
                 return Err(Error::invalid_grant(
                     "refresh token was issued to another client",
                 ));

@@ -132,11 +132,17 @@ fn the_whole_lifecycle_over_http(backend: Backend) {
     );
     let grant = server.post_form("/token", &form).expect(200);
     secrets.push(grant.text("refresh_token"));
+    // Its session is bound to client `cli`: a refresh must name it (RFC 6749 section 6).
     let form = format!(
         "grant_type=refresh_token&refresh_token={}",
         grant.text("refresh_token")
     );
-    let grant = server.post_form("/token", &form).expect(200);
+    server
+        .post_form("/token", &form)
+        .expect_error(400, "invalid_grant");
+    let grant = server
+        .post_form("/token", &format!("{form}&client_id=cli"))
+        .expect(200);
     secrets.push(grant.text("refresh_token"));
     server
         .post_form("/token", "grant_type=client_credentials")

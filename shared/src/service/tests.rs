@@ -382,3 +382,27 @@ async fn reuse_is_detected_whatever_else_the_request_says() {
     assert!(matches!(attempt, Err(Error::InvalidGrant(ref d)) if d.contains("already used")));
     assert_invalid_grant(f.refresh(&second.refresh_token).await);
 }
+
+#[tokio::test]
+async fn a_session_bound_to_a_client_refreshes_only_for_that_client() {
+    let f = Embedded::start().await;
+    f.add_user("alice", &["user"]).await;
+    let grant = f
+        .service
+        .login(LoginRequest {
+            client_id: Some("app".into()),
+            ..LoginRequest::new("alice", password_of("alice"))
+        })
+        .await
+        .unwrap();
+    let with = |client_id: Option<&str>| RefreshRequest {
+        client_id: client_id.map(String::from),
+        ..RefreshRequest::new(grant.refresh_token.clone())
+    };
+    // No client, or another one: refused, and nothing changes (not reuse, not a rotation).
+    assert_invalid_grant(f.service.refresh(with(None)).await);
+    assert_invalid_grant(f.service.refresh(with(Some("other"))).await);
+    f.service.authorize(&grant.access_token).await.unwrap();
+    let next = f.service.refresh(with(Some("app"))).await.unwrap();
+    assert_eq!(next.refresh_token.split('.').nth(1), Some("1"));
+}
