@@ -73,6 +73,64 @@ impl Intercept for Counting {
     }
 }
 
+/// Loses the answer of the first PutItem to one table: the write lands in DynamoDB, then
+/// the client sees a 500 in its place (as after a dropped connection or a gateway error),
+/// so the SDK retries the same request.
+#[derive(Debug, Clone)]
+struct LoseFirstAnswer {
+    table: String,
+    state: Arc<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Set until the first matching request has gone out.
+    armed: std::sync::atomic::AtomicBool,
+    /// The request in flight is the one whose answer is lost.
+    this_one: std::sync::atomic::AtomicBool,
+    /// Answers lost so far.
+    lost: std::sync::atomic::AtomicUsize,
+}
+
+impl Intercept for LoseFirstAnswer {
+    fn name(&self) -> &'static str {
+        "LoseFirstAnswer"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let request = context.request();
+        let put_item = request.headers().get("x-amz-target") == Some("DynamoDB_20120810.PutItem");
+        let body = request.body().bytes().unwrap_or_default();
+        let to_table = String::from_utf8_lossy(body).contains(&format!("\"{}\"", self.table));
+        let hit = put_item && to_table && self.state.armed.swap(false, SeqCst);
+        self.state.this_one.store(hit, SeqCst);
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.state.this_one.swap(false, SeqCst) {
+            let response = context.response_mut();
+            assert!(response.status().is_success(), "the real write landed");
+            *response.status_mut() = 500u16.try_into()?;
+            *response.body_mut() = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"answer lost (injected)"}"#.into();
+            self.state.lost.fetch_add(1, SeqCst);
+        }
+        Ok(())
+    }
+}
+
 async fn counted_clients(counter: &Arc<CallCounter>) -> AwsClients {
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk)
@@ -154,6 +212,36 @@ impl Fixture {
         .await
         .unwrap()
         .service
+    }
+
+    /// Another process on the same tables whose first PutItem to `table` lands but loses
+    /// its answer (see [`LoseFirstAnswer`]), and the fault's counters.
+    async fn losing_first_answer_to(&self, table: &str) -> (Arc<TokenService>, Arc<FaultState>) {
+        let fault = LoseFirstAnswer {
+            table: table.to_owned(),
+            state: Arc::new(FaultState {
+                armed: true.into(),
+                ..FaultState::default()
+            }),
+        };
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(fault.clone())
+            .build();
+        let clients = AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            kms: self.clients.kms.clone(),
+        };
+        let service = App::aws(
+            self.service.config().clone(),
+            "https://issuer.test",
+            clients,
+            self.clock.clone(),
+        )
+        .await
+        .unwrap()
+        .service;
+        (service, fault.state)
     }
 
     fn store(&self) -> DynamoStore {
@@ -1039,4 +1127,59 @@ async fn the_retire_window_covers_a_stale_signer_to_the_second() {
     advance_to(&f.clock, t0 + 1352 + 60);
     let jwks = verifier.jwks().await.unwrap();
     assert!(jwks.keys.iter().all(|k| k.kid != a), "A left every JWKS");
+}
+
+/// Issue 11 item 1: a rotation step's registry write lands but its answer is lost; the
+/// SDK's retry then fails the version condition and reads as a conflict. The step must
+/// recognise its own write (re-read), keep the key it just published, and say it changed
+/// something — not destroy a published key and report "nothing to do".
+#[tokio::test]
+async fn a_registry_write_whose_answer_is_lost_keeps_its_new_key() {
+    let f = fixture_with(|_| {}).await;
+    let (service, fault) = f.losing_first_answer_to(&f.tables.keys).await;
+
+    let report = service.rotate_keys().await.unwrap();
+    assert_eq!(
+        fault.lost.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the fault fired"
+    );
+    assert!(
+        report.changed,
+        "the step did publish a key: {:?}",
+        report.actions
+    );
+    let keys = service.list_keys().await.unwrap();
+    let pending = keys
+        .iter()
+        .find(|k| k.state == tokenlife::keys::KeyState::Pending)
+        .expect("the new key is in the registry");
+    // ...and KMS still has it: it will sign after its promotion.
+    let state = f
+        .clients
+        .kms
+        .describe_key()
+        .key_id(&pending.key_ref)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_state()
+        .cloned();
+    assert_eq!(state, Some(aws_sdk_kms::types::KeyState::Enabled));
+}
+
+/// Issue 11 item 1, session create: a login's session write lands but its answer is lost;
+/// the SDK's retry fails `attribute_not_exists(id)`. The login must succeed (its session
+/// exists), not answer 500 with a session nobody can use.
+#[tokio::test]
+async fn a_session_write_whose_answer_is_lost_still_logs_in() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    let (service, fault) = f.losing_first_answer_to(&f.tables.sessions).await;
+    let grant = On(&service).login("alice").await;
+    assert_eq!(fault.lost.load(std::sync::atomic::Ordering::SeqCst), 1);
+    service.authorize(&grant.access_token).await.unwrap();
+    On(&service).refresh(&grant.refresh_token).await.unwrap();
 }

@@ -318,7 +318,26 @@ impl KeyRotation {
                         keys,
                     });
                 }
-                Ok(SaveOutcome::Conflict) => self.discard(&created).await,
+                Ok(SaveOutcome::Conflict) => {
+                    // Conflict may mean our own write: it landed, its answer was lost, the
+                    // SDK retried, and the retry failed the version condition. Re-read: keys
+                    // the registry names are published and must live; only the others go.
+                    let now_stored = self.registry.load_keys().await?;
+                    let ours = |key: &KeyRecord| now_stored.find(&key.kid).is_some();
+                    if !created.is_empty() && created.iter().all(ours) {
+                        for action in &actions {
+                            tracing::info!(action = %action, "signing keys (write confirmed by re-read)");
+                        }
+                        return Ok(RotationReport {
+                            changed: true,
+                            actions,
+                            keys: now_stored.keys,
+                        });
+                    }
+                    let unpublished: Vec<KeyRecord> =
+                        created.into_iter().filter(|key| !ours(key)).collect();
+                    self.discard(&unpublished).await;
+                }
                 Err(error) => {
                     // The write may have landed (a timeout after DynamoDB applied it): the
                     // new keys may be in the registry, so they are kept, not destroyed. If
@@ -354,8 +373,9 @@ impl KeyRotation {
         })
     }
 
-    /// Destroys keys made for a write that certainly did not happen (best effort: they were
-    /// never published, so a leftover is only a cost, and it is logged).
+    /// Destroys keys made for a write that certainly did not happen — the registry, re-read
+    /// after the conflict, does not name them (best effort: they were never published, so
+    /// a leftover is only a cost, and it is logged).
     async fn discard(&self, created: &[KeyRecord]) {
         for key in created {
             if let Err(error) = self.vault.destroy_key(&key.key_ref).await {

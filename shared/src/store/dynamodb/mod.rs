@@ -164,15 +164,33 @@ impl UserStore for DynamoStore {
 #[async_trait]
 impl SessionStore for DynamoStore {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.tables.sessions)
             .set_item(Some(session_to_item(session)))
             .condition_expression("attribute_not_exists(id)")
             .send()
-            .await
-            .map_err(|e| sdk_error("PutItem sessions", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The id exists. Session ids are random, so this is our own write whose answer
+            // was lost and whose SDK retry then failed the condition: it landed if the
+            // stored session is this one (same secret hash). Anything else is a collision.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                match self.find_session(&session.id).await? {
+                    Some(stored) if stored.current_hash == session.current_hash => Ok(()),
+                    _ => Err(StoreError::Broken(
+                        "a new session's id is already taken by another session".into(),
+                    )),
+                }
+            }
+            Err(error) => Err(sdk_error("PutItem sessions", error)),
+        }
     }
 
     async fn find_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
