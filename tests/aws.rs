@@ -31,10 +31,12 @@ use tokenlife::testkit::{
 };
 use tokenlife::{App, Error, TokenService};
 
-/// Counts the AWS calls that go on the wire (retries included), by operation.
+/// Counts the AWS calls that go on the wire (retries included), by operation, and keeps
+/// the last BatchGetItem's body.
 #[derive(Debug, Default)]
 struct CallCounter {
     calls: Mutex<Vec<String>>,
+    last_batch_get: Mutex<String>,
 }
 
 impl CallCounter {
@@ -68,6 +70,10 @@ impl Intercept for Counting {
             .get("x-amz-target")
             .unwrap_or("?");
         let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        if operation == "BatchGetItem" {
+            let body = context.request().body().bytes().unwrap_or_default();
+            *self.0.last_batch_get.lock().unwrap() = String::from_utf8_lossy(body).into_owned();
+        }
         self.0.calls.lock().unwrap().push(operation);
         Ok(())
     }
@@ -463,6 +469,12 @@ async fn each_operation_makes_the_minimum_of_aws_calls() {
 
     f.service.authorize(&renewed.access_token).await.unwrap();
     assert_eq!(f.counter.take(), counts(&[("BatchGetItem", 1)]), "verify");
+    // Strongly consistent: a revocation that answered 200 binds the next verification.
+    let body: serde_json::Value =
+        serde_json::from_str(&f.counter.last_batch_get.lock().unwrap()).unwrap();
+    let request = body["RequestItems"][&f.tables.revocations].clone();
+    assert_eq!(request["ConsistentRead"], true, "{body}");
+    assert_eq!(request["Keys"].as_array().map(Vec::len), Some(3));
 
     f.service.revoke(&renewed.access_token, None).await.unwrap();
     f.counter.take();

@@ -3,12 +3,13 @@
 //! attribute of sessions and revocations. This module holds the store operations; how each
 //! record becomes an item (the tables' layout) is in [`items`].
 //!
-//! Consistency: session reads are strongly consistent (rotation decides on them, and the
-//! write that follows is conditional anyway). Revocation lookups on verify are one
-//! eventually consistent BatchGetItem: a revocation is visible to every reader within about
-//! a second in a region (DynamoDB's typical propagation), which is far below the access-token
-//! lifetime it shortens and costs half the read capacity; the refresh rotation does not rely
-//! on it — its transaction re-checks the user-wide entry with a ConditionCheck.
+//! Consistency: every read is strongly consistent. Session reads, because rotation decides
+//! on them (the write that follows is conditional anyway). Revocation lookups (verify, and
+//! the grace path's user-wide check), because a revocation that answered 200 must bind the
+//! very next verification in the region: an eventually consistent read could let a revoked
+//! token through for about a second. The price is double the read units of that one
+//! BatchGetItem (3 read request units for the `jti#`, `sid#` and `sub#` keys instead of
+//! 1.5; see BENCHMARKS.md).
 //!
 //! Every read-modify-write is conditional: rotation is a TransactWriteItems of an update
 //! conditioned on the generation plus a condition check on the user's `sub#` entry; ending a
@@ -414,7 +415,7 @@ impl SessionStore for DynamoStore {
             let request = built(
                 KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(false)
+                    .consistent_read(true)
                     .build(),
             )?;
             let output = self
