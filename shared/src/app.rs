@@ -122,14 +122,23 @@ impl App {
         default_issuer: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Arc<MemoryStore>), StartError> {
-        let issuer = config.issuer_or(default_issuer);
         let store = Arc::new(MemoryStore::new(clock.clone()));
-        let (keys, rotation) = key_management(
-            &config,
-            store.clone(),
-            Arc::new(LocalVault::default()),
-            &clock,
-        );
+        let vault = Arc::new(LocalVault::default());
+        let app = Self::embedded_on(config, default_issuer, clock, store.clone(), vault).await?;
+        Ok((app, store))
+    }
+
+    /// [`App::embedded`] on a given store and vault: several services on one store are
+    /// several processes of one deployment (tests).
+    pub async fn embedded_on(
+        config: Config,
+        default_issuer: &str,
+        clock: Arc<dyn Clock>,
+        store: Arc<MemoryStore>,
+        vault: Arc<LocalVault>,
+    ) -> Result<Self, StartError> {
+        let issuer = config.issuer_or(default_issuer);
+        let (keys, rotation) = key_management(&config, store.clone(), vault, &clock);
         let deps = Dependencies {
             users: store.clone(),
             sessions: store.clone(),
@@ -140,7 +149,7 @@ impl App {
         };
         let service = Arc::new(TokenService::new(config, issuer, deps));
         service.ensure_active_key().await?;
-        Ok((Self { service }, store))
+        Ok(Self { service })
     }
 
     /// DynamoDB tables and KMS keys named in `config`, through `clients`. Makes no network

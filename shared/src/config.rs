@@ -71,6 +71,21 @@ impl Argon2Params {
     };
 }
 
+/// The longest access-token lifetime the settings allow (`TOKENLIFE_ACCESS_TTL`'s maximum).
+/// Blocklist entries are sized by it, not by the current setting: a token issued before a
+/// deploy shortened the lifetime may still be in circulation.
+pub const ACCESS_TTL_MAX_SECS: u64 = 86_400;
+/// The longest session lifetime the settings allow (`TOKENLIFE_REFRESH_TTL`'s maximum).
+pub const REFRESH_TTL_MAX_SECS: u64 = 366 * 86_400;
+/// The largest clock-skew leeway the settings allow (`TOKENLIFE_LEEWAY`'s maximum).
+pub const LEEWAY_MAX_SECS: u64 = 600;
+/// How far apart two instances' clocks may be (Lambda's are NTP-synchronised to well under
+/// a second; this is a wide allowance).
+pub const CLOCK_SKEW_ALLOWANCE_SECS: u64 = 300;
+/// What every blocklist entry adds to the last moment a token it blocks could expire: any
+/// verifier's leeway, plus the skew twice (the writer's clock behind, the verifier's ahead).
+pub const BLOCKLIST_MARGIN_SECS: u64 = LEEWAY_MAX_SECS + 2 * CLOCK_SKEW_ALLOWANCE_SECS;
+
 /// One `TOKENLIFE_*` setting.
 pub struct Setting {
     pub name: &'static str,
@@ -182,7 +197,7 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Access-token lifetime, seconds.",
         kind: Kind::Number {
             min: 1,
-            max: 86_400,
+            max: ACCESS_TTL_MAX_SECS,
             set: |c, n| c.access_ttl_secs = n,
         },
     },
@@ -192,7 +207,7 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Absolute session lifetime, seconds (30 days): however often it is refreshed, a session ends then.",
         kind: Kind::Number {
             min: 60,
-            max: 366 * 86_400,
+            max: REFRESH_TTL_MAX_SECS,
             set: |c, n| c.refresh_ttl_secs = n,
         },
     },
@@ -222,7 +237,7 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Clock-skew allowance on `exp`, `nbf`, `iat`, seconds.",
         kind: Kind::Number {
             min: 0,
-            max: 600,
+            max: LEEWAY_MAX_SECS,
             set: |c, n| c.leeway_secs = n,
         },
     },

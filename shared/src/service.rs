@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config, REFRESH_TTL_MAX_SECS};
 use crate::error::Error;
 use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, RotationReport};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
@@ -391,7 +391,8 @@ impl TokenService {
             Err(Error::InvalidToken(_)) => return Ok(Revoked::Nothing),
             Err(other) => return Err(other),
         };
-        let until = claims.exp.saturating_add(self.config.leeway_secs);
+        // Until no verifier could still accept it (any leeway, any skew).
+        let until = claims.exp.saturating_add(BLOCKLIST_MARGIN_SECS);
         if until <= self.deps.clock.now_secs() {
             return Ok(Revoked::Nothing); // already useless
         }
@@ -419,15 +420,14 @@ impl TokenService {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))?;
         let now_ms = self.deps.clock.now_ms();
-        let longest = self
-            .config
-            .refresh_ttl_secs
-            .max(self.config.access_ttl_secs);
+        // Sessions created until now live at most the longest session lifetime the settings
+        // allow (a deploy may have shortened it since), their tokens a margin beyond.
+        let longest = REFRESH_TTL_MAX_SECS.max(ACCESS_TTL_MAX_SECS);
         self.deps
             .sessions
             .put_revocation(&Revocation {
                 key: RevocationKey::User(user.id.clone()),
-                expires_at: now_ms / 1000 + longest + self.config.leeway_secs + 1,
+                expires_at: now_ms / 1000 + longest + BLOCKLIST_MARGIN_SECS,
                 sessions_created_until_ms: now_ms,
             })
             .await?;
@@ -559,15 +559,14 @@ impl TokenService {
         }
     }
 
-    /// Ends a session and revokes its access tokens (every one expires within the access
-    /// lifetime plus leeway, so the `sid` entry lives that long).
+    /// Ends a session and revokes its access tokens. The `sid` entry outlives any of them:
+    /// a token issued now (even by a grace-window retry racing this) expires within the
+    /// longest access lifetime the settings allow — a deploy may have shortened the current
+    /// one — and the margin covers any verifier's leeway and clock skew.
     async fn end_session(&self, session: &Session) -> Result<(), Error> {
         let revocation = Revocation {
             key: RevocationKey::Session(session.id.clone()),
-            expires_at: self.deps.clock.now_secs()
-                + self.config.access_ttl_secs
-                + self.config.leeway_secs
-                + 1,
+            expires_at: self.deps.clock.now_secs() + ACCESS_TTL_MAX_SECS + BLOCKLIST_MARGIN_SECS,
             sessions_created_until_ms: 0,
         };
         Ok(self

@@ -254,7 +254,11 @@ async fn revoking_an_access_token_blocklists_its_jti_until_exp() {
         .await
         .unwrap();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].expires_at, START_MS / 1000 + 900);
+    // The entry outlives the token's exp by any verifier's leeway and clock skew.
+    assert_eq!(
+        entries[0].expires_at,
+        START_MS / 1000 + 900 + crate::config::BLOCKLIST_MARGIN_SECS
+    );
 }
 
 #[tokio::test]
@@ -405,4 +409,34 @@ async fn a_session_bound_to_a_client_refreshes_only_for_that_client() {
     f.service.authorize(&grant.access_token).await.unwrap();
     let next = f.service.refresh(with(Some("app"))).await.unwrap();
     assert_eq!(next.refresh_token.split('.').nth(1), Some("1"));
+}
+
+/// Issue 11 item 4: a blocklist entry outlives every token it blocks, even when the
+/// process that wrote it runs with a shorter access-token lifetime than the one that
+/// issued the token (a deploy changed `TOKENLIFE_ACCESS_TTL` in between).
+#[tokio::test]
+async fn a_session_ended_by_a_process_with_a_shorter_access_ttl_stays_revoked() {
+    let f = Embedded::start_with(|c| {
+        c.access_ttl_secs = 3600;
+        c.leeway_secs = 0;
+    })
+    .await;
+    f.add_user("alice", &["user"]).await;
+    let grant = f.login("alice").await;
+    let redeployed = f
+        .another_process(|c| {
+            c.access_ttl_secs = 900;
+            c.leeway_secs = 0;
+        })
+        .await;
+    assert_eq!(
+        redeployed.revoke(&grant.refresh_token, None).await.unwrap(),
+        Revoked::Session
+    );
+    // Past the new lifetime, inside the old one: the token must still be refused.
+    f.clock.advance_secs(1000);
+    assert!(matches!(
+        f.service.authorize(&grant.access_token).await,
+        Err(Error::InvalidToken(TokenError::Revoked))
+    ));
 }

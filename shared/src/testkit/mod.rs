@@ -16,6 +16,7 @@ use crate::App;
 use crate::clock::{Clock, ManualClock};
 use crate::config::{Argon2Params, Config};
 use crate::error::Error;
+use crate::keys::LocalVault;
 use crate::service::{LoginRequest, RefreshRequest, TokenGrant, TokenService};
 use crate::store::{MemoryStore, Session, SessionStore, User};
 
@@ -42,6 +43,7 @@ pub struct Embedded {
     pub service: Arc<TokenService>,
     pub store: Arc<MemoryStore>,
     pub clock: Arc<ManualClock>,
+    vault: Arc<LocalVault>,
 }
 
 impl Embedded {
@@ -59,14 +61,34 @@ impl Embedded {
         let mut config = test_config();
         edit(&mut config);
         let clock = Arc::new(ManualClock::new(start_ms));
-        let (app, store) = App::embedded_with_store(config, ISSUER, clock.clone())
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let vault = Arc::new(LocalVault::default());
+        let app = App::embedded_on(config, ISSUER, clock.clone(), store.clone(), vault.clone())
             .await
             .expect("an embedded service starts");
         Self {
             service: app.service,
             store,
             clock,
+            vault,
         }
+    }
+
+    /// Another process of the same deployment (same store, keys and clock), with its own
+    /// caches and [`test_config`] changed by `edit` — e.g. after a deploy changed a setting.
+    pub async fn another_process(&self, edit: impl FnOnce(&mut Config)) -> Arc<TokenService> {
+        let mut config = test_config();
+        edit(&mut config);
+        App::embedded_on(
+            config,
+            ISSUER,
+            self.clock.clone(),
+            self.store.clone(),
+            self.vault.clone(),
+        )
+        .await
+        .expect("another embedded service starts")
+        .service
     }
 
     /// At the real time (for tests that compare with tokens of other services).
