@@ -237,6 +237,39 @@ fn cookie_refresh_needs_an_allowed_origin() {
         )
         .expect(200);
 
+    // A session bound to a client: its cookie refresh names the client in the body, or is
+    // refused and changes nothing.
+    let bound = server
+        .post_json(
+            "/login",
+            json!({"username": "alice", "password": password_of("alice"), "client_id": "web"}),
+            &[],
+        )
+        .expect(200);
+    let cookie = bound
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let from_app = [
+        ("cookie", cookie.as_str()),
+        ("origin", "https://app.example.com"),
+        ("content-type", "application/json"),
+    ];
+    server
+        .send("POST", "/refresh", &from_app, None)
+        .expect_error(400, "invalid_grant");
+    server
+        .send(
+            "POST",
+            "/refresh",
+            &from_app,
+            Some(br#"{"client_id":"web"}"#),
+        )
+        .expect(200);
+
     // Preflight: answered for the allowed origin only.
     let preflight = [
         ("origin", "https://app.example.com"),

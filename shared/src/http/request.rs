@@ -69,7 +69,14 @@ pub fn params(request: &Request) -> Result<Params, Error> {
         Some("application/json") => {
             let JsonMembers(members) = serde_json::from_slice(body)
                 .map_err(|_| Error::invalid_request("the body is not a JSON object"))?;
+            let mut seen = std::collections::HashSet::new();
             for (name, value) in members {
+                // Refuse a repeat whatever its value, `null` included.
+                if !seen.insert(name.clone()) {
+                    return Err(Error::invalid_request(format!(
+                        "parameter {name:?} appears twice"
+                    )));
+                }
                 match value {
                     serde_json::Value::String(text) => insert_once(&mut params, name, text)?,
                     serde_json::Value::Null => {}
@@ -260,6 +267,7 @@ mod tests {
             error,
             Error::invalid_request("parameter \"username\" appears twice")
         );
+        assert!(params(&json_request(r#"{"username":"a","username":null}"#)).is_err());
         let fine = params(&json_request(r#"{"username":"a","password":"b"}"#)).unwrap();
         assert_eq!(fine.optional("username").as_deref(), Some("a"));
         for not_an_object in ["[1]", "\"x\"", "{\"a\":", "null"] {

@@ -322,9 +322,23 @@ impl KeyRotation {
                     // Conflict may mean our own write: it landed, its answer was lost, the
                     // SDK retried, and the retry failed the version condition. Re-read: keys
                     // the registry names are published and must live; only the others go.
-                    let now_stored = self.registry.load_keys().await?;
+                    let now_stored = match self.registry.load_keys().await {
+                        Ok(stored) => stored,
+                        Err(error) => {
+                            for key in &created {
+                                tracing::warn!(key = %key.key_ref, "registry write unconfirmed; this new key may be unused");
+                            }
+                            return Err(error.into());
+                        }
+                    };
                     let ours = |key: &KeyRecord| now_stored.find(&key.kid).is_some();
-                    if !created.is_empty() && created.iter().all(ours) {
+                    // Ours: exactly what we wrote, at the version we wrote it (also for a
+                    // change that made no key), or a later version that still names the
+                    // keys only this step made.
+                    let landed = (now_stored.version == registry.version + 1
+                        && now_stored.keys == keys)
+                        || (!created.is_empty() && created.iter().all(ours));
+                    if landed {
                         for action in &actions {
                             tracing::info!(action = %action, "signing keys (write confirmed by re-read)");
                         }
@@ -653,5 +667,71 @@ mod tests {
         }
         assert!(plan_retire(&doc, "d").unwrap().is_empty());
         assert!(matches!(plan_retire(&doc, "zz"), Err(Error::NotFound(_))));
+    }
+
+    /// A registry whose writes land but answer "conflict" (the answer was lost and the
+    /// SDK's retry failed the version condition).
+    struct LandsThenConflicts(Arc<crate::store::MemoryStore>);
+
+    #[async_trait::async_trait]
+    impl KeyRegistry for LandsThenConflicts {
+        async fn load_keys(&self) -> Result<KeyRegistryDocument, crate::store::StoreError> {
+            self.0.load_keys().await
+        }
+
+        async fn save_keys(
+            &self,
+            keys: &[KeyRecord],
+            expected_version: u64,
+        ) -> Result<SaveOutcome, crate::store::StoreError> {
+            assert_eq!(
+                self.0.save_keys(keys, expected_version).await?,
+                SaveOutcome::Saved
+            );
+            Ok(SaveOutcome::Conflict)
+        }
+    }
+
+    /// Lost answers: every change is recognised as landed by the re-read — with new keys
+    /// (kept, not destroyed) and without (a retire-only change) — and reported as a change.
+    #[tokio::test]
+    async fn a_write_whose_answer_is_lost_is_recognised_as_ours() {
+        use crate::clock::ManualClock;
+        use crate::keys::LocalVault;
+        use crate::store::MemoryStore;
+
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let vault = Arc::new(LocalVault::default());
+        let rotation = KeyRotation::new(
+            Arc::new(LandsThenConflicts(store.clone())),
+            vault.clone(),
+            clock.clone(),
+            POLICY,
+        );
+        let made = rotation.ensure_active().await.unwrap();
+        assert!(made.changed, "{:?}", made.actions);
+        let step = rotation.step().await.unwrap();
+        assert!(step.changed, "{:?}", step.actions);
+        let keys = store.load_keys().await.unwrap().keys;
+        assert_eq!(keys.len(), 2);
+        for key in &keys {
+            vault
+                .signer(key)
+                .expect("a published key was not destroyed");
+        }
+        let pending = keys.iter().find(|k| k.state == KeyState::Pending).unwrap();
+        let retired = rotation.retire(&pending.kid).await.unwrap();
+        assert!(retired.changed, "{:?}", retired.actions);
+        assert_eq!(
+            store
+                .load_keys()
+                .await
+                .unwrap()
+                .find(&pending.kid)
+                .unwrap()
+                .state,
+            KeyState::Retired
+        );
     }
 }

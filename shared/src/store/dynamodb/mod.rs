@@ -87,6 +87,8 @@ where
             code.contains("Throttl")
                 || code == "ProvisionedThroughputExceededException"
                 || code == "RequestLimitExceeded"
+                // An SDK retry of a transaction whose first attempt is still being applied.
+                || code == "TransactionInProgressException"
                 || code == "InternalServerError"
                 || code == "ServiceUnavailable"
         }
