@@ -49,6 +49,17 @@ impl CallCounter {
     }
 }
 
+/// The operation of a request: JSON-protocol services name it in X-Amz-Target,
+/// "Service.Operation".
+fn operation_of<'a>(context: &'a BeforeTransmitInterceptorContextRef<'_>) -> &'a str {
+    let target = context
+        .request()
+        .headers()
+        .get("x-amz-target")
+        .unwrap_or("?");
+    target.rsplit('.').next().unwrap_or(target)
+}
+
 #[derive(Debug)]
 struct Counting(Arc<CallCounter>);
 
@@ -63,13 +74,7 @@ impl Intercept for Counting {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // JSON-protocol services name the operation in X-Amz-Target: "Service.Operation".
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("?");
-        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        let operation = operation_of(context).to_owned();
         if operation == "BatchGetItem" {
             let body = context.request().body().bytes().unwrap_or_default();
             *self.0.last_batch_get.lock().unwrap() = String::from_utf8_lossy(body).into_owned();
@@ -110,9 +115,8 @@ impl Intercept for LoseFirstAnswer {
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         use std::sync::atomic::Ordering::SeqCst;
-        let request = context.request();
-        let put_item = request.headers().get("x-amz-target") == Some("DynamoDB_20120810.PutItem");
-        let body = request.body().bytes().unwrap_or_default();
+        let put_item = operation_of(context) == "PutItem";
+        let body = context.request().body().bytes().unwrap_or_default();
         let to_table = String::from_utf8_lossy(body).contains(&format!("\"{}\"", self.table));
         let hit = put_item && to_table && self.state.armed.swap(false, SeqCst);
         self.state.this_one.store(hit, SeqCst);

@@ -446,16 +446,16 @@ mod tests {
         assert_eq!(key.jwk.n.as_ref().unwrap().len(), 342);
     }
 
-    /// Two processes' key caches over one registry: the one that did not rotate learns of
-    /// the new key when its cache expires, or earlier through one rate-limited reload when a
-    /// token names a kid it does not know.
-    #[tokio::test]
-    async fn a_stale_cache_reloads_once_for_an_unknown_kid() {
-        use crate::clock::ManualClock;
-        use crate::store::MemoryStore;
-
-        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let store = Arc::new(MemoryStore::new(clock.clone()));
+    /// An in-memory registry and local vault on a manual clock, and a rotation over them
+    /// that publishes without delay.
+    fn local_rotation() -> (
+        Arc<crate::clock::ManualClock>,
+        Arc<crate::store::MemoryStore>,
+        Arc<LocalVault>,
+        KeyRotation,
+    ) {
+        let clock = Arc::new(crate::clock::ManualClock::new(1_800_000_000_000));
+        let store = Arc::new(crate::store::MemoryStore::new(clock.clone()));
         let vault = Arc::new(LocalVault::default());
         let policy = RotationPolicy {
             algorithm: SigningAlgorithm::Es256,
@@ -464,6 +464,15 @@ mod tests {
             forget_after_secs: 1000,
         };
         let rotation = KeyRotation::new(store.clone(), vault.clone(), clock.clone(), policy);
+        (clock, store, vault, rotation)
+    }
+
+    /// Two processes' key caches over one registry: the one that did not rotate learns of
+    /// the new key when its cache expires, or earlier through one rate-limited reload when a
+    /// token names a kid it does not know.
+    #[tokio::test]
+    async fn a_stale_cache_reloads_once_for_an_unknown_kid() {
+        let (clock, store, vault, rotation) = local_rotation();
         let here = KeyCache::new(store.clone(), vault.clone(), clock.clone(), 60);
         rotation.ensure_active().await.unwrap();
         let first = here.ring().await.unwrap();
@@ -543,22 +552,8 @@ mod tests {
     /// Many concurrent tokens with made-up kids cost one registry reload, not one each.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_unknown_kids_cost_one_reload() {
-        use crate::clock::ManualClock;
-        use crate::store::MemoryStore;
-
-        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let store = Arc::new(MemoryStore::new(clock.clone()));
-        let vault = Arc::new(LocalVault::default());
-        let policy = RotationPolicy {
-            algorithm: SigningAlgorithm::Es256,
-            publish_delay_secs: 0,
-            retire_after_secs: 100,
-            forget_after_secs: 1000,
-        };
-        KeyRotation::new(store.clone(), vault.clone(), clock.clone(), policy)
-            .ensure_active()
-            .await
-            .unwrap();
+        let (clock, store, vault, rotation) = local_rotation();
+        rotation.ensure_active().await.unwrap();
         let registry = Arc::new(CountingRegistry {
             inner: store,
             loads: AtomicU64::new(0),
