@@ -22,8 +22,8 @@ use tokenlife::secrets::{b64url, b64url_decode};
 use tokenlife::service::TokenGrant;
 use tokenlife::setup::ensure_tables_and_signing_key;
 use tokenlife::store::{
-    DynamoStore, MemoryStore, ReplaceOutcome, Revocation, RevocationKey, Session, SessionStore,
-    TableNames, User, UserStore,
+    CreateOutcome, DynamoStore, MemoryStore, ReplaceOutcome, Revocation, RevocationKey,
+    SaveOutcome, Session, SessionOwner, SessionStore, TableNames, User, UserStore,
 };
 use tokenlife::testkit::{
     On, Users, password_of, require_emulators, sample_session, sample_user,
@@ -89,6 +89,8 @@ impl Intercept for Counting {
 /// so the SDK retries the same request.
 #[derive(Debug, Clone)]
 struct LoseFirstAnswer {
+    /// The operation (`PutItem`, `TransactWriteItems`) and a table it writes.
+    operation: &'static str,
     table: String,
     state: Arc<FaultState>,
 }
@@ -115,10 +117,10 @@ impl Intercept for LoseFirstAnswer {
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         use std::sync::atomic::Ordering::SeqCst;
-        let put_item = operation_of(context) == "PutItem";
+        let hit_operation = operation_of(context) == self.operation;
         let body = context.request().body().bytes().unwrap_or_default();
         let to_table = String::from_utf8_lossy(body).contains(&format!("\"{}\"", self.table));
-        let hit = put_item && to_table && self.state.armed.swap(false, SeqCst);
+        let hit = hit_operation && to_table && self.state.armed.swap(false, SeqCst);
         self.state.this_one.store(hit, SeqCst);
         Ok(())
     }
@@ -226,8 +228,13 @@ impl Fixture {
 
     /// Another process on the same tables whose first PutItem to `table` lands but loses
     /// its answer (see [`LoseFirstAnswer`]), and the fault's counters.
-    async fn losing_first_answer_to(&self, table: &str) -> (Arc<TokenService>, Arc<FaultState>) {
+    async fn losing_first_answer_to(
+        &self,
+        operation: &'static str,
+        table: &str,
+    ) -> (Arc<TokenService>, Arc<FaultState>) {
         let fault = LoseFirstAnswer {
+            operation,
             table: table.to_owned(),
             state: Arc::new(FaultState {
                 armed: true.into(),
@@ -285,17 +292,75 @@ fn counts(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
 async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_ms: u64) {
     let user = sample_user();
     assert_eq!(users.find_user("alice").await.unwrap(), None);
-    users.put_user(&user).await.unwrap();
+    assert_eq!(users.create_user(&user).await.unwrap(), SaveOutcome::Saved);
     assert_eq!(users.find_user("alice").await.unwrap(), Some(user.clone()));
+    // The name is taken (by another user: another id).
+    let impostor = User {
+        id: "user-2".into(),
+        ..user.clone()
+    };
+    assert_eq!(
+        users.create_user(&impostor).await.unwrap(),
+        SaveOutcome::Conflict
+    );
     let disabled = User {
         disabled: true,
-        ..user
+        version: 2,
+        ..user.clone()
     };
-    users.put_user(&disabled).await.unwrap();
-    assert_eq!(users.find_user("alice").await.unwrap(), Some(disabled));
+    assert_eq!(
+        users.update_user(&disabled, None).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(
+        users.find_user("alice").await.unwrap(),
+        Some(disabled.clone())
+    );
+    // Another change made from a stale read (of version 1) is refused and changes nothing;
+    // the same change again is recognised as already made (a retry whose answer was lost).
+    let stale_change = User {
+        scopes: vec!["other".into()],
+        ..disabled.clone()
+    };
+    assert_eq!(
+        users.update_user(&stale_change, None).await.unwrap(),
+        SaveOutcome::Conflict
+    );
+    assert_eq!(
+        users.find_user("alice").await.unwrap(),
+        Some(disabled.clone())
+    );
+    assert_eq!(
+        users.update_user(&disabled, None).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let enabled = User {
+        disabled: false,
+        version: 3,
+        ..user.clone()
+    };
+    assert_eq!(
+        users.update_user(&enabled, None).await.unwrap(),
+        SaveOutcome::Saved
+    );
 
+    // A session is written only while its owner is as the login read it.
+    let owner = |version| SessionOwner {
+        username: "alice".into(),
+        user_id: "user-1".into(),
+        version,
+    };
+    let stale = sample_session(now_ms - 20);
+    assert_eq!(
+        sessions.create_session(&stale, &owner(1)).await.unwrap(),
+        CreateOutcome::OwnerChanged
+    );
+    assert_eq!(sessions.find_session(&stale.id).await.unwrap(), None);
     let session = sample_session(now_ms - 10);
-    sessions.create_session(&session).await.unwrap();
+    assert_eq!(
+        sessions.create_session(&session, &owner(3)).await.unwrap(),
+        CreateOutcome::Created
+    );
     assert_eq!(
         sessions.find_session(&session.id).await.unwrap(),
         Some(session.clone())
@@ -334,7 +399,10 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
         created_ms: now_ms + 5,
         ..session.clone()
     };
-    sessions.create_session(&later).await.unwrap();
+    assert_eq!(
+        sessions.create_session(&later, &owner(3)).await.unwrap(),
+        CreateOutcome::Created
+    );
     let ban = |until_ms, expires_at| Revocation {
         key: RevocationKey::User("user-1".into()),
         expires_at,
@@ -438,6 +506,125 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
         .unwrap();
     found.sort_by(|a, b| a.key.cmp(&b.key));
     assert_eq!(found, vec![jti, sid_entry("unknown-session")]);
+
+    // A change that ends sessions writes the user and the user-wide entry together.
+    let until = now_ms + 60_000;
+    let narrowed = User {
+        scopes: vec!["user".into()],
+        version: 4,
+        ..enabled.clone()
+    };
+    assert_eq!(
+        users
+            .update_user(&narrowed, Some(&ban(until, now_ms / 1000 + 7200)))
+            .await
+            .unwrap(),
+        SaveOutcome::Saved
+    );
+    let entries = sessions
+        .find_revocations(&[RevocationKey::User("user-1".into())])
+        .await
+        .unwrap();
+    assert_eq!(entries, vec![ban(until, now_ms / 1000 + 7200)]);
+    // Refused as a whole: neither the user nor the entry changes.
+    let refused = User {
+        disabled: true,
+        version: 4,
+        ..narrowed.clone()
+    };
+    assert_eq!(
+        users
+            .update_user(&refused, Some(&ban(until + 1, now_ms / 1000 + 9000)))
+            .await
+            .unwrap(),
+        SaveOutcome::Conflict
+    );
+    assert_eq!(
+        users.find_user("alice").await.unwrap(),
+        Some(narrowed.clone())
+    );
+    assert_eq!(
+        sessions
+            .find_revocations(&[RevocationKey::User("user-1".into())])
+            .await
+            .unwrap(),
+        entries
+    );
+    // An entry older than the one stored does not stop the change (the stored one covers it).
+    let older = User {
+        disabled: true,
+        version: 5,
+        ..narrowed.clone()
+    };
+    assert_eq!(
+        users
+            .update_user(&older, Some(&ban(until - 1, now_ms / 1000 + 7200)))
+            .await
+            .unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(
+        sessions
+            .find_revocations(&[RevocationKey::User("user-1".into())])
+            .await
+            .unwrap(),
+        entries
+    );
+
+    // Pages: every user once, none more than the limit at a time.
+    for name in ["bob", "carol", "dave"] {
+        let other = User {
+            id: format!("id-{name}"),
+            username: name.into(),
+            ..user.clone()
+        };
+        assert_eq!(users.create_user(&other).await.unwrap(), SaveOutcome::Saved);
+    }
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page = users.list_users(after.as_deref(), 2).await.unwrap();
+        assert!(page.users.len() <= 2);
+        listed.extend(page.users.into_iter().map(|u| u.username));
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    listed.sort();
+    assert_eq!(listed, ["alice", "bob", "carol", "dave"]);
+
+    // Removal: only of the version read; with its entry.
+    assert_eq!(
+        users
+            .delete_user(&narrowed, &ban(until + 5, now_ms / 1000 + 7200))
+            .await
+            .unwrap(),
+        SaveOutcome::Conflict
+    );
+    assert_eq!(
+        users
+            .delete_user(&older, &ban(until + 5, now_ms / 1000 + 7200))
+            .await
+            .unwrap(),
+        SaveOutcome::Saved
+    );
+    assert_eq!(users.find_user("alice").await.unwrap(), None);
+    assert_eq!(
+        sessions
+            .find_revocations(&[RevocationKey::User("user-1".into())])
+            .await
+            .unwrap(),
+        vec![ban(until + 5, now_ms / 1000 + 7200)]
+    );
+    assert_eq!(
+        sessions
+            .create_session(&sample_session(now_ms), &owner(5))
+            .await
+            .unwrap(),
+        CreateOutcome::OwnerChanged,
+        "no session for a removed user"
+    );
 }
 
 #[tokio::test]
@@ -460,7 +647,7 @@ async fn each_operation_makes_the_minimum_of_aws_calls() {
     let grant = f.login().await;
     assert_eq!(
         f.counter.take(),
-        counts(&[("GetItem", 1), ("Sign", 1), ("PutItem", 1)]),
+        counts(&[("GetItem", 1), ("Sign", 1), ("TransactWriteItems", 1)]),
         "login"
     );
 
@@ -1152,7 +1339,7 @@ async fn the_retire_window_covers_a_stale_signer_to_the_second() {
 #[tokio::test]
 async fn a_registry_write_whose_answer_is_lost_keeps_its_new_key() {
     let f = fixture_with(|_| {}).await;
-    let (service, fault) = f.losing_first_answer_to(&f.tables.keys).await;
+    let (service, fault) = f.losing_first_answer_to("PutItem", &f.tables.keys).await;
 
     let report = service.rotate_keys().await.unwrap();
     assert_eq!(
@@ -1193,9 +1380,42 @@ async fn a_registry_write_whose_answer_is_lost_keeps_its_new_key() {
 async fn a_session_write_whose_answer_is_lost_still_logs_in() {
     let f = fixture_with(|_| {}).await;
     f.add_alice().await;
-    let (service, fault) = f.losing_first_answer_to(&f.tables.sessions).await;
+    let (service, fault) = f
+        .losing_first_answer_to("TransactWriteItems", &f.tables.sessions)
+        .await;
     let grant = On(&service).login("alice").await;
     assert_eq!(fault.lost.load(std::sync::atomic::Ordering::SeqCst), 1);
     service.authorize(&grant.access_token).await.unwrap();
     On(&service).refresh(&grant.refresh_token).await.unwrap();
+}
+
+/// Issue 13: a change that takes something away from a user ends their sessions in the
+/// same write, on both backends (see the case in the test kit).
+#[tokio::test]
+async fn changes_that_take_away_end_sessions_on_both_backends() {
+    let memory = tokenlife::testkit::Embedded::start().await;
+    tokenlife::testkit::changes_that_take_away_end_sessions(&memory.service, &memory.clock).await;
+    let f = fixture_with(|_| {}).await;
+    tokenlife::testkit::changes_that_take_away_end_sessions(&f.service, &f.clock).await;
+}
+
+/// A user change whose transaction lands but whose answer is lost: the SDK's retry (or
+/// our re-read) must report it made, and the sessions it ended stay ended.
+#[tokio::test]
+async fn a_user_change_whose_answer_is_lost_is_reported_made() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    let grant = f.login().await;
+    let (service, fault) = f
+        .losing_first_answer_to("TransactWriteItems", &f.tables.users)
+        .await;
+    let disable = tokenlife::service::UserChange {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    let changed = service.change_user("alice", disable, "test").await.unwrap();
+    assert_eq!(fault.lost.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(changed.sessions_ended && changed.user.disabled);
+    assert!(f.refresh(&grant.refresh_token).await.is_err());
+    assert!(service.authorize(&grant.access_token).await.is_err());
 }

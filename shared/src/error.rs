@@ -33,6 +33,9 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The thing to create exists already (a username taken).
+    #[error("{0}")]
+    Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed {
         /// The `Allow` header: the methods the path does have.
@@ -63,6 +66,7 @@ impl Error {
             Error::InsufficientScope(_) => "insufficient_scope",
             Error::Forbidden(_) => "access_denied",
             Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::PayloadTooLarge => "invalid_request",
             Error::UnsupportedMediaType(_) => "invalid_request",
@@ -80,6 +84,7 @@ impl Error {
             Error::InvalidToken(_) => 401,
             Error::InsufficientScope(_) | Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge => 413,
             Error::UnsupportedMediaType(_) => 415,

@@ -15,14 +15,15 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config, REFRESH_TTL_MAX_SECS};
+use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config};
 use crate::error::Error;
 use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, RotationReport};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id, session_created_ms};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
 use crate::store::{
-    ReplaceOutcome, Revocation, RevocationKey, Rotation, Session, SessionStore, User, UserStore,
+    CreateOutcome, ReplaceOutcome, Revocation, RevocationKey, Rotation, Session, SessionOwner,
+    SessionStore, UserStore,
 };
 use crate::token::{AccessClaims, AccessTokenVerifier, TokenError, header_kid, sign_access_token};
 
@@ -170,35 +171,6 @@ impl TokenService {
         &self.issuer
     }
 
-    /// Creates or replaces a user (operators and `serve --user`).
-    pub async fn put_user(
-        &self,
-        username: &str,
-        password: &str,
-        scopes: Vec<String>,
-    ) -> Result<User, Error> {
-        check_username(username)?;
-        check_password(password)?;
-        let existing = self.deps.users.find_user(username).await?;
-        let hasher = self.deps.passwords.clone();
-        let password = password.to_owned();
-        let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|e| Error::internal(format!("password hashing task: {e}")))?
-            .map_err(|e| Error::internal(format!("password hashing failed: {e}")))?;
-        let user = User {
-            id: existing
-                .map(|u| u.id)
-                .unwrap_or_else(|| b64url(&random_bytes::<16>())),
-            username: username.to_owned(),
-            password_hash,
-            scopes,
-            disabled: false,
-        };
-        self.deps.users.put_user(&user).await?;
-        Ok(user)
-    }
-
     /// Password login: a new session, its first refresh token and an access token.
     pub async fn login(&self, request: LoginRequest) -> Result<TokenGrant, Error> {
         check_username(&request.username)?;
@@ -225,7 +197,7 @@ impl TokenService {
         let refresh = RefreshToken::issue(&session_id, 0, &reuse_key);
         let session = Session {
             id: session_id,
-            user_id: user.id,
+            user_id: user.id.clone(),
             scope: scope.clone(),
             client_id,
             created_ms: now_ms,
@@ -239,7 +211,21 @@ impl TokenService {
         };
         // Sign first: if signing fails, nothing has been written.
         let access_token = self.issue_access_token(&session, &scope).await?;
-        self.deps.sessions.create_session(&session).await?;
+        let owner = SessionOwner {
+            username: user.username,
+            user_id: user.id,
+            version: user.version,
+        };
+        match self.deps.sessions.create_session(&session, &owner).await? {
+            CreateOutcome::Created => {}
+            // An operator changed the user while the password was checked: decide again.
+            CreateOutcome::OwnerChanged => {
+                return Err(Error::unavailable(
+                    "the account changed during the login; retry",
+                    "the user record changed between the password check and the session write",
+                ));
+            }
+        }
         tracing::info!(user = %session.user_id, "login");
         Ok(self.grant(access_token, &refresh, scope))
     }
@@ -419,17 +405,9 @@ impl TokenService {
             .find_user(username)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))?;
-        let now_ms = self.deps.clock.now_ms();
-        // Sessions created until now live at most the longest session lifetime the settings
-        // allow (a deploy may have shortened it since), their tokens a margin beyond.
-        let longest = REFRESH_TTL_MAX_SECS.max(ACCESS_TTL_MAX_SECS);
         self.deps
             .sessions
-            .put_revocation(&Revocation {
-                key: RevocationKey::User(user.id.clone()),
-                expires_at: now_ms / 1000 + longest + BLOCKLIST_MARGIN_SECS,
-                sessions_created_until_ms: now_ms,
-            })
+            .put_revocation(&self.user_wide_revocation(&user))
             .await?;
         tracing::info!(user = %user.id, admin = %caller.sub, "all sessions of user revoked");
         Ok(())
@@ -649,3 +627,9 @@ fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error>
 
 #[cfg(test)]
 mod tests;
+mod users;
+
+pub use users::{
+    Changed, DEFAULT_PAGE, MAX_PAGE, MIN_PASSWORD_CHARS, UserChange, UserList, UserView,
+    check_new_password, check_scopes,
+};

@@ -42,9 +42,14 @@ async fn wrong_password_unknown_user_and_disabled_user_look_the_same() {
     let unknown = attempt("mallory", "nope").await.err().unwrap();
     assert_eq!(wrong, unknown);
     assert_eq!(wrong, Error::invalid_grant("invalid username or password"));
-    let mut user = f.store.find_user("alice").await.unwrap().unwrap();
-    user.disabled = true;
-    f.store.put_user(&user).await.unwrap();
+    let disable = UserChange {
+        disabled: Some(true),
+        ..UserChange::default()
+    };
+    f.service
+        .change_user("alice", disable, "test")
+        .await
+        .unwrap();
     assert_eq!(
         attempt("alice", &password_of("alice")).await.err().unwrap(),
         wrong

@@ -2,15 +2,16 @@
 //! conditional writes are atomic exactly as DynamoDB's are. Expired records are treated as
 //! absent by the callers and swept here from time to time so the process does not grow.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use super::{
-    KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation, RevocationKey,
-    SaveOutcome, Session, SessionStore, StoreError, User, UserStore,
+    CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation,
+    RevocationKey, SaveOutcome, Session, SessionOwner, SessionStore, StoreError, User, UserPage,
+    UserStore,
 };
 use crate::clock::Clock;
 
@@ -25,7 +26,8 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    users: HashMap<String, User>,
+    /// By username, in order (the listing's order).
+    users: BTreeMap<String, User>,
     sessions: HashMap<String, Session>,
     revocations: HashMap<RevocationKey, Revocation>,
     keys: KeyRegistryDocument,
@@ -68,6 +70,25 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Writes a user-wide revocation; a later `sessions_created_until_ms` wins.
+    fn put_revocation(&mut self, revocation: &Revocation) {
+        let entry = self
+            .revocations
+            .entry(revocation.key.clone())
+            .or_insert_with(|| revocation.clone());
+        entry.expires_at = entry.expires_at.max(revocation.expires_at);
+        entry.sessions_created_until_ms = entry
+            .sessions_created_until_ms
+            .max(revocation.sessions_created_until_ms);
+    }
+
+    /// Whether the stored user is exactly `version` of user `id`.
+    fn user_is(&self, username: &str, id: &str, version: u64) -> bool {
+        self.users
+            .get(username)
+            .is_some_and(|u| u.id == id && u.version == version)
+    }
+
     fn user_revocation_covers(&self, session: &Session, now_secs: u64) -> bool {
         self.revocations
             .get(&RevocationKey::User(session.user_id.clone()))
@@ -83,21 +104,83 @@ impl UserStore for MemoryStore {
         Ok(self.lock().users.get(username).cloned())
     }
 
-    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.lock_for_write()
+    async fn create_user(&self, user: &User) -> Result<SaveOutcome, StoreError> {
+        let mut state = self.lock_for_write();
+        if state.users.contains_key(&user.username) {
+            return Ok(SaveOutcome::Conflict);
+        }
+        state.users.insert(user.username.clone(), user.clone());
+        Ok(SaveOutcome::Saved)
+    }
+
+    async fn update_user(
+        &self,
+        user: &User,
+        ending_sessions: Option<&Revocation>,
+    ) -> Result<SaveOutcome, StoreError> {
+        let mut state = self.lock_for_write();
+        // As on DynamoDB: the very same change again is a retry of one already made.
+        if state.users.get(&user.username) == Some(user) {
+            return Ok(SaveOutcome::Saved);
+        }
+        if !state.user_is(&user.username, &user.id, user.version.saturating_sub(1)) {
+            return Ok(SaveOutcome::Conflict);
+        }
+        state.users.insert(user.username.clone(), user.clone());
+        if let Some(revocation) = ending_sessions {
+            state.put_revocation(revocation);
+        }
+        Ok(SaveOutcome::Saved)
+    }
+
+    async fn delete_user(
+        &self,
+        user: &User,
+        ending_sessions: &Revocation,
+    ) -> Result<SaveOutcome, StoreError> {
+        let mut state = self.lock_for_write();
+        match state.users.get(&user.username) {
+            // As on DynamoDB: gone, whoever removed it (each removal wrote its entry).
+            None => return Ok(SaveOutcome::Saved),
+            Some(stored) if stored.id != user.id => return Ok(SaveOutcome::Saved),
+            Some(stored) if stored.version != user.version => return Ok(SaveOutcome::Conflict),
+            Some(_) => {}
+        }
+        state.users.remove(&user.username);
+        state.put_revocation(ending_sessions);
+        Ok(SaveOutcome::Saved)
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<UserPage, StoreError> {
+        use std::ops::Bound;
+        let state = self.lock();
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        let mut rest = state
             .users
-            .insert(user.username.clone(), user.clone());
-        Ok(())
+            .range::<String, _>((start, Bound::Unbounded))
+            .map(|(_, user)| user.clone());
+        let users: Vec<User> = rest.by_ref().take(limit).collect();
+        let next = match rest.next() {
+            Some(_) => users.last().map(|u| u.username.clone()),
+            None => None,
+        };
+        Ok(UserPage { users, next })
     }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        self.lock_for_write()
-            .sessions
-            .insert(session.id.clone(), session.clone());
-        Ok(())
+    async fn create_session(
+        &self,
+        session: &Session,
+        owner: &SessionOwner,
+    ) -> Result<CreateOutcome, StoreError> {
+        let mut state = self.lock_for_write();
+        if !state.user_is(&owner.username, &owner.user_id, owner.version) {
+            return Ok(CreateOutcome::OwnerChanged);
+        }
+        state.sessions.insert(session.id.clone(), session.clone());
+        Ok(CreateOutcome::Created)
     }
 
     async fn find_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
@@ -136,15 +219,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
-        let mut state = self.lock_for_write();
-        let entry = state
-            .revocations
-            .entry(revocation.key.clone())
-            .or_insert_with(|| revocation.clone());
-        entry.expires_at = entry.expires_at.max(revocation.expires_at);
-        entry.sessions_created_until_ms = entry
-            .sessions_created_until_ms
-            .max(revocation.sessions_created_until_ms);
+        self.lock_for_write().put_revocation(revocation);
         Ok(())
     }
 

@@ -40,6 +40,21 @@ pub struct User {
     pub password_hash: String,
     pub scopes: Vec<String>,
     pub disabled: bool,
+    /// When the user was created (ms).
+    pub created_ms: u64,
+    /// Bumped by every change: writes are conditioned on it, and so is a login's session
+    /// (a login never outlives a change made while it checked the password). 0 for a user
+    /// never stored.
+    pub version: u64,
+}
+
+/// A page of users, in the store's order (stable across pages, not alphabetical on every
+/// backend), and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// The username to continue after; `None` on the last page.
+    pub next: Option<String>,
 }
 
 /// A login session: the family of refresh tokens made by one login and its rotations.
@@ -103,16 +118,56 @@ pub enum ReplaceOutcome {
     Ended,
 }
 
+/// Who a new session belongs to, as the login saw them: the session is written only if the
+/// user record is still this one (same id, same version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub username: String,
+    pub user_id: String,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The owner changed (or was removed) since the login read it: nothing was written.
+    OwnerChanged,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn find_user(&self, username: &str) -> Result<Option<User>, StoreError>;
-    /// Creates or replaces the user with this username.
-    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
+    /// Creates `user` (its `version` is 1) if no user has its username; `Conflict` if one
+    /// does. A write whose answer was lost and whose retry found it is `Saved`.
+    async fn create_user(&self, user: &User) -> Result<SaveOutcome, StoreError>;
+    /// Replaces the user if the stored one has `user.version - 1`; with `ending_sessions`
+    /// (a user-wide revocation), writes that entry in the same atomic step, so the change
+    /// and the end of the user's sessions land together or not at all.
+    async fn update_user(
+        &self,
+        user: &User,
+        ending_sessions: Option<&Revocation>,
+    ) -> Result<SaveOutcome, StoreError>;
+    /// Deletes the user if the stored one is `user` (same version), and writes
+    /// `ending_sessions` in the same atomic step.
+    async fn delete_user(
+        &self,
+        user: &User,
+        ending_sessions: &Revocation,
+    ) -> Result<SaveOutcome, StoreError>;
+    /// At most `limit` users after the username `after` (from the start when `None`).
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<UserPage, StoreError>;
 }
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Writes a new session if its owner is still as the login read it, atomically (in
+    /// DynamoDB a transaction: the put plus a condition check on the user record).
+    async fn create_session(
+        &self,
+        session: &Session,
+        owner: &SessionOwner,
+    ) -> Result<CreateOutcome, StoreError>;
     async fn find_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
     /// Writes `updated` only if the stored session still has `expected_generation`, is not
     /// ended, and no unexpired user-wide revocation covers it — atomically (in DynamoDB a

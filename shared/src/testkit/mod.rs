@@ -25,9 +25,9 @@ pub const ISSUER: &str = "https://issuer.test";
 /// Where the manual clock of a fixture starts (2027-01-15), in ms.
 pub const START_MS: u64 = 1_800_000_000_000;
 
-/// The one test password of a user (`alice` -> `alice-Pa55word`).
+/// The one test password of a user (`alice` -> `alice-correct-horse`).
 pub fn password_of(username: &str) -> String {
-    format!("{username}-Pa55word")
+    format!("{username}-correct-horse")
 }
 
 /// The default configuration with the cheapest password hashing (tests log in often).
@@ -149,6 +149,8 @@ pub fn sample_user() -> User {
         password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA".into(),
         scopes: vec!["user".into(), "admin".into()],
         disabled: false,
+        created_ms: START_MS,
+        version: 1,
     }
 }
 
@@ -252,6 +254,132 @@ pub async fn thirty_concurrent_refreshes_rotate_exactly_once(
         assert_eq!(session.generation, 1, "exactly one rotation");
         assert!(!session.ended);
     }
+}
+
+/// Issue 13's rule, on any service: each change that takes something away from a user
+/// (disabled, a new password, a scope removed, removal) ends every session the user had —
+/// no refresh mints a token, the access tokens are refused — while a change that only adds
+/// (a scope, enabling) leaves them alone and applies at the next login.
+pub async fn changes_that_take_away_end_sessions(service: &TokenService, clock: &ManualClock) {
+    use crate::service::UserChange;
+    let on = &On(service);
+    let assert_ended = |grant: TokenGrant, what: &'static str| async move {
+        assert!(
+            matches!(
+                service.authorize(&grant.access_token).await,
+                Err(Error::InvalidToken(crate::token::TokenError::Revoked))
+            ),
+            "{what}: the access token is refused"
+        );
+        assert!(
+            matches!(
+                on.refresh(&grant.refresh_token).await,
+                Err(Error::InvalidGrant(_))
+            ),
+            "{what}: the refresh token is refused"
+        );
+    };
+    let change = |name: &'static str, change: UserChange| async move {
+        let changed = service.change_user(name, change, "test").await.unwrap();
+        clock.advance_ms(1); // a login after the change is after it on the clock too
+        changed
+    };
+    let suffix = unique("u");
+    let name =
+        |base: &str| -> &'static str { Box::leak(format!("{base}-{suffix}").into_boxed_str()) };
+
+    // Disabled: sessions end, logins are refused; enabled again: logins work (sessions stay ended).
+    let dora = name("dora");
+    on.add_user(dora, &["user"]).await;
+    let grant = on.login(dora).await;
+    let disable = UserChange {
+        disabled: Some(true),
+        ..UserChange::default()
+    };
+    assert!(change(dora, disable).await.sessions_ended);
+    assert_ended(grant, "disabled").await;
+    assert!(
+        service
+            .login(LoginRequest::new(dora, password_of(dora)))
+            .await
+            .is_err()
+    );
+    let enable = UserChange {
+        disabled: Some(false),
+        ..UserChange::default()
+    };
+    assert!(!change(dora, enable).await.sessions_ended);
+    on.login(dora).await;
+
+    // A new password: sessions end, the old password is refused, the new one works.
+    let paul = name("paul");
+    on.add_user(paul, &["user"]).await;
+    let grant = on.login(paul).await;
+    let new_password = "a brand new passphrase";
+    let passwd = UserChange {
+        password: Some(new_password.into()),
+        ..UserChange::default()
+    };
+    assert!(change(paul, passwd).await.sessions_ended);
+    assert_ended(grant, "password").await;
+    assert!(
+        service
+            .login(LoginRequest::new(paul, password_of(paul)))
+            .await
+            .is_err()
+    );
+    let fresh = service
+        .login(LoginRequest::new(paul, new_password))
+        .await
+        .unwrap();
+    service.authorize(&fresh.access_token).await.unwrap();
+    on.refresh(&fresh.refresh_token).await.unwrap();
+
+    // A scope taken away: sessions end; the next login has the scopes left.
+    let sam = name("sam");
+    on.add_user(sam, &["user", "admin"]).await;
+    let grant = on.login(sam).await;
+    let narrow = UserChange {
+        scopes: Some(vec!["user".into()]),
+        ..UserChange::default()
+    };
+    assert!(change(sam, narrow).await.sessions_ended);
+    assert_ended(grant, "scope removed").await;
+    assert_eq!(on.login(sam).await.scope, "user");
+
+    // A scope added: nothing ends; the next login has it.
+    let grant = on.login(sam).await;
+    let widen = UserChange {
+        scopes: Some(vec!["user".into(), "reports".into()]),
+        ..UserChange::default()
+    };
+    assert!(!change(sam, widen).await.sessions_ended);
+    service.authorize(&grant.access_token).await.unwrap();
+    let renewed = on.refresh(&grant.refresh_token).await.unwrap();
+    assert_eq!(
+        renewed.scope, "user",
+        "a session keeps the scopes it was created with"
+    );
+    assert_eq!(on.login(sam).await.scope, "user reports");
+
+    // Removed: sessions end, logins fail, the name is free for a new user (a new sub).
+    let rita = name("rita");
+    on.add_user(rita, &["user"]).await;
+    let before = service.user(rita).await.unwrap();
+    let grant = on.login(rita).await;
+    service.remove_user(rita, "test").await.unwrap();
+    clock.advance_ms(1);
+    assert_ended(grant, "removed").await;
+    assert!(
+        service
+            .login(LoginRequest::new(rita, password_of(rita)))
+            .await
+            .is_err()
+    );
+    assert!(matches!(service.user(rita).await, Err(Error::NotFound(_))));
+    on.add_user(rita, &["user"]).await;
+    assert_ne!(service.user(rita).await.unwrap().sub, before.sub);
+    on.login(rita).await;
 }
 
 /// Two tests from one case function: a module `<name>` with tests `in_memory` and

@@ -4,7 +4,7 @@
 //!
 //! | table | key | attributes |
 //! |---|---|---|
-//! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL |
+//! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL, `created_ms` N, `version` N (both absent on items written before they existed: 0) |
 //! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
 //! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`) | `expires_at` N (TTL), `until_ms` N (for `sub#`) |
 //! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N} |
@@ -94,6 +94,8 @@ pub fn user_to_item(user: &User) -> Item {
         ("password_hash".to_owned(), s(&user.password_hash)),
         ("scopes".to_owned(), s(&user.scopes.join(" "))),
         ("disabled".to_owned(), AttributeValue::Bool(user.disabled)),
+        ("created_ms".to_owned(), n(user.created_ms)),
+        ("version".to_owned(), n(user.version)),
     ])
 }
 
@@ -108,7 +110,17 @@ pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
             .map(str::to_owned)
             .collect(),
         disabled: get_bool(item, "disabled"),
+        created_ms: get_n_or_zero(item, "created_ms")?,
+        version: get_n_or_zero(item, "version")?,
     })
+}
+
+/// A number attribute that items written by an older tokenlife lack (read as 0).
+fn get_n_or_zero(item: &Item, name: &str) -> Result<u64, StoreError> {
+    match item.get(name) {
+        None => Ok(0),
+        Some(_) => get_n(item, name),
+    }
 }
 
 pub fn session_to_item(session: &Session) -> Item {

@@ -26,17 +26,18 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::{
-    KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation, RevocationKey,
-    SaveOutcome, Session, SessionStore, StoreError, User, UserStore,
+    CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation,
+    RevocationKey, SaveOutcome, Session, SessionOwner, SessionStore, StoreError, User, UserPage,
+    UserStore,
 };
 use crate::clock::Clock;
 use items::{
-    Item, KEY_REGISTRY_ID, get_bool, get_n, key_registry_from_item, key_registry_to_item, n,
+    Item, KEY_REGISTRY_ID, get_bool, get_n, get_s, key_registry_from_item, key_registry_to_item, n,
     revocation_from_item, revocation_key_text, revocation_to_item, s, session_from_item,
     session_to_item, user_from_item, user_to_item,
 };
@@ -137,6 +138,100 @@ fn built<T>(result: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T,
     result.map_err(|e| StoreError::Broken(format!("building a DynamoDB request: {e}")))
 }
 
+/// The condition that the stored user is exactly `version` of user `id` (`#uid`, `#v`,
+/// `:uid`, `:v` in the expression; a version of 0 is an item written before versions).
+fn user_is(id: &str, version: u64) -> (String, Item) {
+    let mut values = HashMap::from([(":uid".to_owned(), s(id))]);
+    let condition = if version == 0 {
+        "#uid = :uid AND attribute_not_exists(#v)".to_owned()
+    } else {
+        values.insert(":v".to_owned(), n(version));
+        "#uid = :uid AND #v = :v".to_owned()
+    };
+    (condition, values)
+}
+
+fn user_names() -> HashMap<String, String> {
+    HashMap::from([
+        ("#uid".to_owned(), "user_id".to_owned()),
+        ("#v".to_owned(), "version".to_owned()),
+    ])
+}
+
+impl DynamoStore {
+    /// The write of a user-wide revocation inside a transaction: never moves an existing
+    /// one back in time (the condition fails then, and the caller drops the write: the
+    /// later entry already covers every session this one would).
+    fn user_revocation_put(
+        &self,
+        revocation: &Revocation,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = built(
+            Put::builder()
+                .table_name(&self.tables.revocations)
+                .set_item(Some(revocation_to_item(revocation)))
+                .condition_expression("attribute_not_exists(#k) OR #until <= :until")
+                .expression_attribute_names("#k", "key")
+                .expression_attribute_names("#until", "until_ms")
+                .expression_attribute_values(":until", n(revocation.sessions_created_until_ms))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Runs a user change (item 0) with an optional user-wide revocation (item 1) as one
+    /// transaction. A cancelled change re-reads the user: if it is already as `landed`
+    /// says, the transaction was ours (an answer lost, the SDK's retry refused) — the SDK
+    /// also sends one idempotency token across its retries, which DynamoDB honours.
+    async fn change_user(
+        &self,
+        username: &str,
+        change: TransactWriteItem,
+        ending_sessions: Option<&Revocation>,
+        landed: impl Fn(Option<&User>) -> bool,
+        operation: &str,
+    ) -> Result<SaveOutcome, StoreError> {
+        let mut revocation = match ending_sessions {
+            Some(revocation) => Some(self.user_revocation_put(revocation)?),
+            None => None,
+        };
+        for _ in 0..3 {
+            let mut request = self
+                .client
+                .transact_write_items()
+                .transact_items(change.clone());
+            if let Some(revocation) = &revocation {
+                request = request.transact_items(revocation.clone());
+            }
+            let error = match request.send().await {
+                Ok(_) => return Ok(SaveOutcome::Saved),
+                Err(error) => error,
+            };
+            let Some(cancelled) = Cancelled::of(&error) else {
+                return Err(sdk_error(operation, error));
+            };
+            match (cancelled.code(0), cancelled.code(1)) {
+                ("ConditionalCheckFailed", _) => {
+                    return Ok(if landed(self.find_user(username).await?.as_ref()) {
+                        SaveOutcome::Saved
+                    } else {
+                        SaveOutcome::Conflict
+                    });
+                }
+                // A later user-wide revocation is there: it covers ours.
+                (_, "ConditionalCheckFailed") => revocation = None,
+                _ if cancelled.conflicted() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                _ => return Err(sdk_error(operation, error)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{operation} kept conflicting with concurrent writes"
+        )))
+    }
+}
+
 #[async_trait]
 impl UserStore for DynamoStore {
     async fn find_user(&self, username: &str) -> Result<Option<User>, StoreError> {
@@ -152,47 +247,174 @@ impl UserStore for DynamoStore {
         output.item.as_ref().map(user_from_item).transpose()
     }
 
-    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.tables.users)
-            .set_item(Some(user_to_item(user)))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem users", e))?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl SessionStore for DynamoStore {
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+    async fn create_user(&self, user: &User) -> Result<SaveOutcome, StoreError> {
         let result = self
             .client
             .put_item()
-            .table_name(&self.tables.sessions)
-            .set_item(Some(session_to_item(session)))
-            .condition_expression("attribute_not_exists(id)")
+            .table_name(&self.tables.users)
+            .set_item(Some(user_to_item(user)))
+            .condition_expression("attribute_not_exists(username)")
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // The id exists. Session ids are random, so this is our own write whose answer
-            // was lost and whose SDK retry then failed the condition: it landed if the
-            // stored session is this one (same secret hash). Anything else is a collision.
+            Ok(_) => Ok(SaveOutcome::Saved),
+            // Taken — by this very write if its answer was lost (the id is random).
             Err(error)
                 if error
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                match self.find_session(&session.id).await? {
-                    Some(stored) if stored.current_hash == session.current_hash => Ok(()),
-                    _ => Err(StoreError::Broken(
-                        "a new session's id is already taken by another session".into(),
-                    )),
-                }
+                let stored = self.find_user(&user.username).await?;
+                Ok(if stored.is_some_and(|s| s.id == user.id) {
+                    SaveOutcome::Saved
+                } else {
+                    SaveOutcome::Conflict
+                })
             }
-            Err(error) => Err(sdk_error("PutItem sessions", error)),
+            Err(error) => Err(sdk_error("PutItem users", error)),
+        }
+    }
+
+    async fn update_user(
+        &self,
+        user: &User,
+        ending_sessions: Option<&Revocation>,
+    ) -> Result<SaveOutcome, StoreError> {
+        let (condition, values) = user_is(&user.id, user.version.saturating_sub(1));
+        let put = built(
+            Put::builder()
+                .table_name(&self.tables.users)
+                .set_item(Some(user_to_item(user)))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(user_names()))
+                .set_expression_attribute_values(Some(values))
+                .build(),
+        )?;
+        let change = TransactWriteItem::builder().put(put).build();
+        self.change_user(
+            &user.username,
+            change,
+            ending_sessions,
+            |stored| stored == Some(user),
+            "TransactWriteItems update user",
+        )
+        .await
+    }
+
+    async fn delete_user(
+        &self,
+        user: &User,
+        ending_sessions: &Revocation,
+    ) -> Result<SaveOutcome, StoreError> {
+        let (condition, values) = user_is(&user.id, user.version);
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.tables.users)
+                .key("username", s(&user.username))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(user_names()))
+                .set_expression_attribute_values(Some(values))
+                .build(),
+        )?;
+        let change = TransactWriteItem::builder().delete(delete).build();
+        // Gone, whoever removed it: every remover wrote its revocation with the removal.
+        self.change_user(
+            &user.username,
+            change,
+            Some(ending_sessions),
+            |stored| stored.is_none_or(|s| s.id != user.id),
+            "TransactWriteItems delete user",
+        )
+        .await
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<UserPage, StoreError> {
+        // One bounded Scan page: DynamoDB reads at most `limit` items (hash order).
+        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let mut request = self
+            .client
+            .scan()
+            .table_name(&self.tables.users)
+            .limit(limit)
+            .consistent_read(true);
+        if let Some(after) = after {
+            request = request.exclusive_start_key("username", s(after));
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| sdk_error("Scan users", e))?;
+        let users = output
+            .items()
+            .iter()
+            .map(user_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(key) => Some(get_s(key, "username")?),
+            None => None,
+        };
+        Ok(UserPage { users, next })
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn create_session(
+        &self,
+        session: &Session,
+        owner: &SessionOwner,
+    ) -> Result<CreateOutcome, StoreError> {
+        let put = built(
+            Put::builder()
+                .table_name(&self.tables.sessions)
+                .set_item(Some(session_to_item(session)))
+                .condition_expression("attribute_not_exists(id)")
+                .build(),
+        )?;
+        let (condition, values) = user_is(&owner.user_id, owner.version);
+        let owner_check = built(
+            ConditionCheck::builder()
+                .table_name(&self.tables.users)
+                .key("username", s(&owner.username))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(user_names()))
+                .set_expression_attribute_values(Some(values))
+                .build(),
+        )?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(owner_check)
+                    .build(),
+            )
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(CreateOutcome::Created),
+            Err(error) => error,
+        };
+        let Some(cancelled) = Cancelled::of(&error) else {
+            return Err(sdk_error("TransactWriteItems create session", error));
+        };
+        match (cancelled.code(0), cancelled.code(1)) {
+            (_, "ConditionalCheckFailed") => Ok(CreateOutcome::OwnerChanged),
+            // The id exists. Session ids are random, so this is our own write whose answer
+            // was lost and whose SDK retry then failed the condition: it landed if the
+            // stored session is this one (same secret hash). Anything else is a collision.
+            ("ConditionalCheckFailed", _) => match self.find_session(&session.id).await? {
+                Some(stored) if stored.current_hash == session.current_hash => {
+                    Ok(CreateOutcome::Created)
+                }
+                _ => Err(StoreError::Broken(
+                    "a new session's id is already taken by another session".into(),
+                )),
+            },
+            // The user record is being changed at this very moment: as good as changed.
+            _ if cancelled.conflicted() => Ok(CreateOutcome::OwnerChanged),
+            _ => Err(sdk_error("TransactWriteItems create session", error)),
         }
     }
 
