@@ -14,8 +14,8 @@ use std::sync::Arc;
 use tokenlife::TokenService;
 use tokenlife::authorizer::AuthorizerResponse;
 use tokenlife::http::{Function, handle};
-use tokenlife::service::RefreshRequest;
-use tokenlife::testkit::{Embedded, Users, body_json};
+use tokenlife::service::{LoginRequest, RefreshRequest};
+use tokenlife::testkit::{Embedded, Users, body_json, password_of};
 
 const ISSUER: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com";
 
@@ -81,6 +81,30 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ),
     ("jwks/userinfo-garbage-token", 401, Some("invalid_token")),
     ("jwks/unknown-route", 404, Some("not_found")),
+    ("users/list-users", 200, None),
+    ("users/create-user", 201, None),
+    (
+        "users/create-user-short-password",
+        400,
+        Some("invalid_request"),
+    ),
+    ("users/create-existing-user", 409, Some("conflict")),
+    (
+        "users/create-user-unknown-field",
+        400,
+        Some("invalid_request"),
+    ),
+    (
+        "users/create-user-without-admin-scope",
+        403,
+        Some("insufficient_scope"),
+    ),
+    ("users/create-user-form-body", 415, Some("invalid_request")),
+    ("users/show-user", 200, None),
+    ("users/show-unknown-user", 404, Some("not_found")),
+    ("users/disable-user", 200, None),
+    ("users/set-password", 200, None),
+    ("users/remove-user", 200, None),
 ];
 
 /// What the authorizer must answer to each event in `events/authorizer/`.
@@ -315,6 +339,54 @@ async fn check_specifics(
         "jwks/userinfo" => {
             assert_eq!(body["scope"], "user");
             assert!(body["sub"].is_string());
+        }
+        "users/list-users" => {
+            let mut names: Vec<_> = body["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["alice", "root"], "{body}");
+            assert!(body["users"][0].get("password_hash").is_none());
+            assert_eq!(header("cache-control"), "no-store");
+        }
+        "users/create-user" => {
+            assert_eq!(body["username"], "carol");
+            assert_eq!(body["scopes"], serde_json::json!(["user", "reports"]));
+            let grant = service
+                .login(LoginRequest::new("carol", "carol-correct-horse"))
+                .await
+                .unwrap();
+            assert_eq!(grant.scope, "user reports");
+        }
+        "users/create-user-unknown-field" => {
+            assert!(
+                body["error_description"].as_str().unwrap().contains("role"),
+                "{body}"
+            );
+        }
+        "users/show-user" => {
+            assert_eq!(body["username"], "alice");
+            assert_eq!(body["scopes"], serde_json::json!(["user"]));
+            assert_eq!(body["disabled"], false);
+            assert!(body.get("password_hash").is_none());
+        }
+        "users/disable-user" | "users/set-password" | "users/remove-user" => {
+            assert_eq!(body["sessions_ended"], true, "{body}");
+            assert!(service.authorize(&tokens.access).await.is_err());
+            assert!(
+                service
+                    .refresh(RefreshRequest::new(tokens.refresh.clone()))
+                    .await
+                    .is_err()
+            );
+            service.authorize(&tokens.admin_access).await.unwrap();
+            let old_password = service
+                .login(LoginRequest::new("alice", password_of("alice")))
+                .await;
+            assert!(old_password.is_err(), "{name}");
         }
         "jwks/userinfo-no-token" | "jwks/userinfo-garbage-token" => {
             assert!(header("www-authenticate").starts_with("Bearer error=\"invalid_token\""));

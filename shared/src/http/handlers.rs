@@ -5,12 +5,14 @@
 use http::{HeaderValue, header};
 use lambda_http::{Body, Response};
 
-use super::request::{Params, caller_origin, cookie, params};
+use super::request::{Params, caller_origin, cookie, json_body, params, query};
 use super::response::{REFRESH_COOKIE, json, no_store, refresh_cookie};
 use super::routes::{Call, JWKS, REVOKE, TOKEN, USERINFO};
 use crate::error::Error;
 use crate::keys::{KeyRecord, RotationReport};
-use crate::service::{LoginRequest, RefreshRequest, Revoked, TokenGrant, TokenService};
+use crate::service::{
+    ADMIN_SCOPE, LoginRequest, RefreshRequest, Revoked, TokenGrant, TokenService, UserChange,
+};
 use crate::token::AccessClaims;
 
 type Answer = Result<Response<Body>, Error>;
@@ -89,6 +91,116 @@ pub async fn admin_revoke_user(call: Call<'_>, caller: AccessClaims) -> Answer {
     let username = call.param.unwrap_or_default();
     call.service.revoke_user(&caller, &username).await?;
     Ok(json(200, &serde_json::json!({ "revoked": username })))
+}
+
+/// `GET /admin/users?limit=N&cursor=C`: one page of users.
+pub async fn admin_list_users(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let query = query(call.request)?;
+    let limit = match query.optional("limit") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<usize>()
+                .map_err(|_| Error::invalid_request("limit must be a number"))?,
+        ),
+    };
+    let cursor = query.optional("cursor");
+    let page = call.service.list_users(cursor.as_deref(), limit).await?;
+    Ok(no_store(json(200, &page)))
+}
+
+/// The body of `POST /admin/users`. Holds a password: no Debug.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: String,
+    /// Default: `["user"]`.
+    scopes: Option<Vec<String>>,
+    /// Adds the admin scope.
+    #[serde(default)]
+    admin: bool,
+}
+
+/// The scopes of a new user: `user` unless named, plus `admin` when asked (the CLI's
+/// `users add` and `POST /admin/users` alike).
+pub fn new_user_scopes(scopes: Option<Vec<String>>, admin: bool) -> Vec<String> {
+    let mut scopes = scopes.unwrap_or_else(|| vec!["user".to_owned()]);
+    if admin && !scopes.iter().any(|s| s == ADMIN_SCOPE) {
+        scopes.push(ADMIN_SCOPE.to_owned());
+    }
+    scopes
+}
+
+/// `POST /admin/users`: 201 with the user.
+pub async fn admin_create_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let new: NewUser = json_body(call.request)?;
+    let scopes = new_user_scopes(new.scopes, new.admin);
+    let user = call
+        .service
+        .create_user(&new.username, &new.password, scopes, &caller.sub)
+        .await?;
+    Ok(no_store(json(201, &user)))
+}
+
+/// `GET /admin/users/{username}`.
+pub async fn admin_show_user(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let user = call.service.user(&call.param.unwrap_or_default()).await?;
+    Ok(no_store(json(200, &user)))
+}
+
+/// The body of `PATCH /admin/users/{username}`: what to change (a new password has its
+/// own route, so that it is never sent along with other changes by accident).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    scopes: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+/// `PATCH /admin/users/{username}`: scopes and/or disabled; says whether sessions ended.
+pub async fn admin_change_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let patch: UserPatch = json_body(call.request)?;
+    let change = UserChange {
+        password: None,
+        scopes: patch.scopes,
+        disabled: patch.disabled,
+    };
+    let changed = call
+        .service
+        .change_user(&call.param.unwrap_or_default(), change, &caller.sub)
+        .await?;
+    Ok(no_store(json(200, &changed)))
+}
+
+/// The body of `POST /admin/users/{username}/password`. Holds a password: no Debug.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+/// `POST /admin/users/{username}/password`: sets it and ends the user's sessions.
+pub async fn admin_set_password(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let body: NewPassword = json_body(call.request)?;
+    let change = UserChange {
+        password: Some(body.password),
+        ..UserChange::default()
+    };
+    let changed = call
+        .service
+        .change_user(&call.param.unwrap_or_default(), change, &caller.sub)
+        .await?;
+    Ok(no_store(json(200, &changed)))
+}
+
+/// `DELETE /admin/users/{username}`: removes the user and ends their sessions.
+pub async fn admin_remove_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let username = call.param.unwrap_or_default();
+    call.service.remove_user(&username, &caller.sub).await?;
+    Ok(no_store(json(
+        200,
+        &serde_json::json!({ "removed": username, "sessions_ended": true }),
+    )))
 }
 
 /// `GET /admin/keys`.

@@ -52,7 +52,7 @@ pub async fn handle(
     let result = match chosen {
         _ if candidates.is_empty() => Err(Error::NotFound(format!("no route for {path:?}"))),
         _ if request.method() == Method::OPTIONS => match &cors_origin {
-            Some(origin) => Ok(response::preflight(origin)),
+            Some(origin) => Ok(response::preflight(origin, &allow_header(&candidates))),
             None => Err(Error::Forbidden("this origin may not call this API".into())),
         },
         None => Err(Error::MethodNotAllowed {

@@ -1,5 +1,5 @@
 //! Reading requests: body size limit, form or JSON parameters (each a string, none twice, no
-//! NUL), cookies, the bearer token, the base path under which API Gateway deployed us, and
+//! NUL), typed JSON bodies (admin routes), query parameters, cookies, the bearer token, the base path under which API Gateway deployed us, and
 //! the caller's origin.
 
 use std::collections::HashMap;
@@ -45,19 +45,8 @@ pub fn body_bytes(request: &Request) -> Result<&[u8], Error> {
 /// whatever its content type (browsers may send one with a cookie-only refresh).
 pub fn params(request: &Request) -> Result<Params, Error> {
     let body = body_bytes(request)?;
-    let media_type = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
     let mut params = HashMap::new();
-    match media_type.as_deref() {
+    match media_type(request).as_deref() {
         _ if body.is_empty() => {}
         Some("application/x-www-form-urlencoded") => {
             let text = std::str::from_utf8(body)
@@ -95,6 +84,56 @@ pub fn params(request: &Request) -> Result<Params, Error> {
         }
     }
     Ok(Params(params))
+}
+
+/// The body as a typed JSON document (`application/json` only; the admin routes). Errors
+/// name a member but never echo a value (a value could be a password).
+pub fn json_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Error> {
+    let body = body_bytes(request)?;
+    if media_type(request).as_deref() != Some("application/json") {
+        return Err(Error::UnsupportedMediaType("send application/json".into()));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        let text = error.to_string();
+        let about_a_member = ["unknown field", "missing field", "duplicate field"]
+            .iter()
+            .any(|start| text.starts_with(start));
+        match error.classify() {
+            serde_json::error::Category::Data if about_a_member => {
+                // "unknown field `x`, expected one of ..." -> "unknown field `x`"
+                let member = text.split(',').next().unwrap_or(&text);
+                let member = member.split(" at line").next().unwrap_or(member);
+                Error::invalid_request(format!("the JSON body has a {member}"))
+            }
+            serde_json::error::Category::Data => {
+                Error::invalid_request("a member of the JSON body has the wrong type or value")
+            }
+            _ => Error::invalid_request("the body is not a JSON object"),
+        }
+    })
+}
+
+/// The query's parameters (each name once).
+pub fn query(request: &Request) -> Result<Params, Error> {
+    let mut params = HashMap::new();
+    for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        insert_once(&mut params, name.into_owned(), value.into_owned())?;
+    }
+    Ok(Params(params))
+}
+
+fn media_type(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
 }
 
 /// A JSON object's members in order, duplicates kept (a `serde_json::Map` would keep only

@@ -98,16 +98,16 @@ pub fn allow_origin(response: &mut Response<Body>, origin: &str) {
     }
 }
 
-/// The answer to a CORS preflight from an allowed origin.
-pub fn preflight(origin: &str) -> Response<Body> {
+/// The answer to a CORS preflight from an allowed origin; `methods` are the path's (the
+/// route table's `Allow`).
+pub fn preflight(origin: &str, methods: &str) -> Response<Body> {
     let mut response = Response::new(Body::Empty);
     *response.status_mut() = StatusCode::NO_CONTENT;
     allow_origin(&mut response, origin);
     let headers = response.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
+    if let Ok(methods) = HeaderValue::from_str(methods) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+    }
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("authorization, content-type"),

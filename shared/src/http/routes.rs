@@ -47,6 +47,7 @@ pub enum Function {
     Revoke,
     Jwks,
     RotateKeys,
+    Users,
 }
 
 impl Function {
@@ -56,6 +57,7 @@ impl Function {
         Function::Revoke,
         Function::Jwks,
         Function::RotateKeys,
+        Function::Users,
     ];
 
     /// The function's name: its folder in `functions/` and `events/`, its `CodeUri` in
@@ -67,6 +69,7 @@ impl Function {
             Function::Revoke => "revoke",
             Function::Jwks => "jwks",
             Function::RotateKeys => "rotate-keys",
+            Function::Users => "users",
         }
     }
 
@@ -120,6 +123,42 @@ pub const ADMIN_REVOKE_USER: Route = Route {
     function: Function::Revoke,
     handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_revoke_user(call, caller))),
 };
+pub const ADMIN_LIST_USERS: Route = Route {
+    method: Method::GET,
+    path: "/admin/users",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_list_users(call, caller))),
+};
+pub const ADMIN_CREATE_USER: Route = Route {
+    method: Method::POST,
+    path: "/admin/users",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_create_user(call, caller))),
+};
+pub const ADMIN_SHOW_USER: Route = Route {
+    method: Method::GET,
+    path: "/admin/users/{username}",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_show_user(call, caller))),
+};
+pub const ADMIN_CHANGE_USER: Route = Route {
+    method: Method::PATCH,
+    path: "/admin/users/{username}",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_change_user(call, caller))),
+};
+pub const ADMIN_REMOVE_USER: Route = Route {
+    method: Method::DELETE,
+    path: "/admin/users/{username}",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_remove_user(call, caller))),
+};
+pub const ADMIN_SET_PASSWORD: Route = Route {
+    method: Method::POST,
+    path: "/admin/users/{username}/password",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_set_password(call, caller))),
+};
 pub const ADMIN_LIST_KEYS: Route = Route {
     method: Method::GET,
     path: "/admin/keys",
@@ -164,6 +203,12 @@ pub const ROUTES: &[Route] = &[
     REFRESH,
     REVOKE,
     ADMIN_REVOKE_USER,
+    ADMIN_LIST_USERS,
+    ADMIN_CREATE_USER,
+    ADMIN_SHOW_USER,
+    ADMIN_CHANGE_USER,
+    ADMIN_REMOVE_USER,
+    ADMIN_SET_PASSWORD,
     ADMIN_LIST_KEYS,
     ADMIN_ROTATE_KEYS,
     ADMIN_RETIRE_KEY,
@@ -257,8 +302,11 @@ mod tests {
                 .path
                 .replace("{username}", "alice")
                 .replace("{kid}", "k1");
-            let found = matching(&path);
-            assert_eq!(found.len(), 1, "{path} fits one pattern");
+            let found: Vec<_> = matching(&path)
+                .into_iter()
+                .filter(|(r, _)| r.method == route.method)
+                .collect();
+            assert_eq!(found.len(), 1, "{} {path} fits one pattern", route.method);
             assert_eq!(found[0].0.path, route.path, "{path}");
             let same = |r: &Route| r.method == route.method && r.path == route.path;
             assert_eq!(
@@ -311,7 +359,11 @@ mod tests {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
         let rows = readme
             .lines()
-            .filter(|l| l.starts_with("| `GET /") || l.starts_with("| `POST /"))
+            .filter(|l| {
+                ["GET", "POST", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|m| l.starts_with(&format!("| `{m} /")))
+            })
             .count();
         assert_eq!(
             rows,
