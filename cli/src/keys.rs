@@ -4,69 +4,52 @@
 //! routes there.)
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
+use clap::Subcommand;
+use tokenlife::Config;
 use tokenlife::clock::{Clock, SystemClock};
-use tokenlife::config::Backend;
 use tokenlife::keys::{KeyRecord, RotationReport};
-use tokenlife::{App, Config};
 
 /// What `tokenlife keys` was asked to do.
+#[derive(Subcommand)]
 pub enum KeysCommand {
-    List,
+    /// List the signing keys: kid, state, algorithm, since when.
+    List {
+        /// One JSON document (`{"keys": [...]}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One rotation step: retire keys whose tokens have all expired, promote the
+    /// pre-published key, pre-publish the next.
     Rotate,
-    Retire(String),
-}
-
-impl KeysCommand {
-    pub fn parse(args: &[String]) -> Result<Self, String> {
-        match args {
-            [list] if list == "list" => Ok(Self::List),
-            [rotate] if rotate == "rotate" => Ok(Self::Rotate),
-            [retire, kid] if retire == "retire" && !kid.is_empty() => Ok(Self::Retire(kid.clone())),
-            _ => Err("keys wants one of: list, rotate, retire <kid>".into()),
-        }
-    }
+    /// Retire a key at once (it leaked): out of the JWKS, its tokens refused within
+    /// TOKENLIFE_KEY_CACHE_TTL; if it was active, the next key signs at once.
+    Retire {
+        /// The key's kid (see `keys list`).
+        kid: String,
+    },
 }
 
 pub fn run(command: KeysCommand, config: Config, runtime: tokio::runtime::Runtime) -> ExitCode {
-    if config.backend != Backend::Aws {
-        eprintln!(
-            "tokenlife keys: works on the aws backend (TOKENLIFE_BACKEND=aws). The embedded \
-             default keeps its keys inside the running server: use its admin routes \
-             (GET /admin/keys, POST /admin/keys/rotate, POST /admin/keys/<kid>/retire)."
-        );
-        return ExitCode::from(2);
-    }
     runtime.block_on(async {
-        let clients = tokenlife::app::AwsClients::from_env().await;
-        let app = match App::aws(
-            config,
-            "https://keys.invalid",
-            clients,
-            Arc::new(SystemClock),
-        )
-        .await
-        {
+        let routes = "GET /admin/keys, POST /admin/keys/rotate, POST /admin/keys/<kid>/retire";
+        let app = match crate::deployment("keys", config, routes).await {
             Ok(app) => app,
-            Err(error) => {
-                eprintln!("tokenlife keys: {error}");
-                return ExitCode::FAILURE;
-            }
+            Err(code) => return code,
         };
         let service = &app.service;
         let result = match command {
-            KeysCommand::List => service.list_keys().await.map(|keys| print_keys(&keys)),
-            KeysCommand::Rotate => service.rotate_keys().await.map(|r| print_report(&r)),
-            KeysCommand::Retire(kid) => service.retire_key(&kid).await.map(|r| print_report(&r)),
-        };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("tokenlife keys: {}", error.for_operator());
-                ExitCode::FAILURE
+            KeysCommand::List { json: false } => {
+                service.list_keys().await.map(|keys| print_keys(&keys))
             }
-        }
+            KeysCommand::List { json: true } => service.list_keys().await.map(|keys| {
+                let keys = tokenlife::http::handlers::key_list(&keys);
+                println!("{}", serde_json::json!({ "keys": keys }));
+            }),
+            KeysCommand::Rotate => service.rotate_keys().await.map(|r| print_report(&r)),
+            KeysCommand::Retire { kid } => service.retire_key(&kid).await.map(|r| print_report(&r)),
+        };
+        crate::finish("keys", result)
     })
 }
 
@@ -94,7 +77,7 @@ fn print_keys(keys: &[KeyRecord]) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for epoch seconds (proleptic Gregorian calendar, UTC).
-fn utc(epoch_secs: u64) -> String {
+pub fn utc(epoch_secs: u64) -> String {
     let days = (epoch_secs / 86_400) as i64;
     let secs = epoch_secs % 86_400;
     // Days since 1970-01-01 to a civil date, counting in 400-year eras from 0000-03-01.
@@ -139,21 +122,5 @@ mod tests {
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc(1_795_856_400), "2026-11-28T09:00:00Z");
         assert_eq!(utc(4_107_542_399), "2100-02-28T23:59:59Z");
-    }
-
-    #[test]
-    fn commands_parse() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(matches!(
-            KeysCommand::parse(&args(&["list"])),
-            Ok(KeysCommand::List)
-        ));
-        assert!(matches!(
-            KeysCommand::parse(&args(&["retire", "abc"])),
-            Ok(KeysCommand::Retire(kid)) if kid == "abc"
-        ));
-        for bad in [&[][..], &["retire"], &["list", "x"], &["spin"]] {
-            assert!(KeysCommand::parse(&args(bad)).is_err());
-        }
     }
 }

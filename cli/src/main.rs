@@ -3,81 +3,89 @@
 //! `tokenlife serve` runs every route of the Lambda functions in one process, on the backend
 //! the configuration names (the embedded default, or DynamoDB + KMS), through the very same
 //! handler code (`tokenlife::http::handle`). `tokenlife setup` creates the AWS resources;
-//! `tokenlife keys` lists, rotates and retires signing keys.
+//! `tokenlife keys` and `tokenlife users` administer a deployment's signing keys and users
+//! through the same service code as the admin routes.
+//!
+//! Conventions: `--help` on every command, `--version`; usage errors exit 2 with a hint
+//! (clap), a bad `TOKENLIFE_*` setting exits 2 naming it, runtime errors exit 1 with a
+//! message on stderr; list commands take `--json`.
 
 mod keys;
 mod serve;
 mod setup;
+mod users;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-const USAGE: &str = "\
-tokenlife — token lifecycle service
+use clap::{CommandFactory, Parser, Subcommand};
+use tokenlife::clock::SystemClock;
+use tokenlife::config::Backend;
+use tokenlife::{App, Config};
 
-USAGE:
-    tokenlife serve [--addr HOST:PORT] [--user NAME:PASSWORD[:admin]]...
-    tokenlife setup
-    tokenlife keys list | rotate | retire <kid>
-    tokenlife help
+#[derive(Parser)]
+#[command(
+    name = "tokenlife",
+    version,
+    about = "Token lifecycle service: JWT access tokens, rotating refresh tokens, revocation, JWKS",
+    after_help = "Configuration comes from TOKENLIFE_* environment variables (see README.md)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-serve   Run every route in one local server, on the backend TOKENLIFE_BACKEND names
-        (memory, the default: in-memory, key generated at start; or aws: DynamoDB + KMS).
-        --addr   where to listen (default 127.0.0.1:3000; port 0 picks a free port)
-        --user   create or update a user at start (repeatable); ':admin' adds the admin scope
-setup   Create the DynamoDB tables of the aws backend and, if there is none, an active KMS
-        signing key (idempotent).
-keys    The signing keys of the aws backend: list them (kid, state, since); rotate (one
-        step: retire keys whose tokens have all expired, promote the pre-published key,
-        pre-publish the next); retire <kid> at once (a leaked key: out of the JWKS, its
-        tokens refused within TOKENLIFE_KEY_CACHE_TTL; if it was active, the next key
-        signs at once).
-
-Configuration comes from TOKENLIFE_* environment variables (see README.md).";
+#[derive(Subcommand)]
+enum Command {
+    /// Run every route in one local server, on the backend TOKENLIFE_BACKEND names
+    /// (memory, the default: in-memory, key generated at start; or aws: DynamoDB + KMS).
+    Serve(serve::ServeArgs),
+    /// Create the DynamoDB tables of the aws backend and, if there is none, an active KMS
+    /// signing key (idempotent).
+    Setup,
+    /// The signing keys of the aws backend.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// The users of the aws backend (for the embedded default, use the admin routes of the
+    /// running server). Passwords are read from a prompt or stdin, never from arguments.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => match serve::ServeArgs::parse(&args[1..]) {
-            Ok(serve_args) => {
-                // Logs to stderr: stdout's first line is the base URL (scripts read it).
-                lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
-                with_config_and_runtime("serve", |config, runtime| {
-                    serve::run(serve_args, config, runtime)
-                })
-            }
-            Err(problem) => {
-                eprintln!("tokenlife serve: {problem}\n\n{USAGE}");
-                ExitCode::from(2)
-            }
-        },
-        Some("setup") if args.len() == 1 => {
-            // Logs (with the details behind an error) to stderr; the report to stdout.
+    let cli = Cli::parse();
+    // Logs (with the details behind an error) go to stderr; stdout is the command's output.
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tokenlife",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => {
+            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            with_config_and_runtime("serve", |config, runtime| serve::run(args, config, runtime))
+        }
+        Command::Setup => {
             lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
             with_config_and_runtime("setup", setup::run)
         }
-        Some("keys") => match keys::KeysCommand::parse(&args[1..]) {
-            Ok(command) => {
-                lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
-                with_config_and_runtime("keys", |config, runtime| {
-                    keys::run(command, config, runtime)
-                })
-            }
-            Err(problem) => {
-                eprintln!("tokenlife keys: {problem}\n\n{USAGE}");
-                ExitCode::from(2)
-            }
-        },
-        Some("help" | "--help" | "-h") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+        Command::Keys(command) => {
+            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            with_config_and_runtime("keys", |config, runtime| {
+                keys::run(command, config, runtime)
+            })
         }
-        Some(other) => {
-            eprintln!("tokenlife: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-        None => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+        Command::Users(command) => {
+            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            with_config_and_runtime("users", |config, runtime| {
+                users::run(command, config, runtime)
+            })
         }
     }
 }
@@ -86,9 +94,9 @@ fn main() -> ExitCode {
 /// setting exits with 2, naming the variable.
 fn with_config_and_runtime(
     command: &str,
-    run: impl FnOnce(tokenlife::Config, tokio::runtime::Runtime) -> ExitCode,
+    run: impl FnOnce(Config, tokio::runtime::Runtime) -> ExitCode,
 ) -> ExitCode {
-    let config = match tokenlife::Config::from_env() {
+    let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("tokenlife {command}: {error}");
@@ -101,5 +109,53 @@ fn with_config_and_runtime(
             eprintln!("tokenlife {command}: cannot start the async runtime: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The service of a deployment (the aws backend) for an operator command; the embedded
+/// default has no state outside a running server, so `command` refuses it (exit 2) and
+/// names the admin routes (`routes`) to use instead.
+async fn deployment(command: &str, config: Config, routes: &str) -> Result<App, ExitCode> {
+    if config.backend != Backend::Aws {
+        eprintln!(
+            "tokenlife {command}: works on the aws backend (TOKENLIFE_BACKEND=aws). The \
+             embedded default keeps its state inside the running server: use its admin \
+             routes ({routes})."
+        );
+        return Err(ExitCode::from(2));
+    }
+    let clients = tokenlife::app::AwsClients::from_env().await;
+    App::aws(
+        config,
+        "https://cli.invalid",
+        clients,
+        Arc::new(SystemClock),
+    )
+    .await
+    .map_err(|error| {
+        eprintln!("tokenlife {command}: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs an operator command's work and turns its outcome into the exit code (runtime
+/// errors: 1, with the operator's view of the error).
+fn finish(command: &str, result: Result<(), tokenlife::Error>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tokenlife {command}: {}", error.for_operator());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

@@ -17,52 +17,29 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
+use tokenlife::http::handlers::new_user_scopes;
 use tokenlife::http::request::MAX_BODY_BYTES;
 use tokenlife::http::{LISTENING, ROUTES, handle, response};
-use tokenlife::service::ADMIN_SCOPE;
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
 
+#[derive(clap::Args)]
 pub struct ServeArgs {
+    /// Where to listen; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
+    /// Development only: create or update a user at start (repeatable); `:admin` adds the
+    /// admin scope. The password is in argv (visible to other local users and kept in shell
+    /// history): for a deployment use `tokenlife users add --password-stdin`.
+    #[arg(long = "user", value_name = "NAME:PASSWORD[:admin]", value_parser = UserArg::parse)]
     users: Vec<UserArg>,
 }
 
+#[derive(Clone)]
 struct UserArg {
     name: String,
     password: String,
     admin: bool,
-}
-
-impl ServeArgs {
-    pub fn parse(args: &[String]) -> Result<Self, String> {
-        let mut addr: SocketAddr = "127.0.0.1:3000".parse().expect("valid default address");
-        let mut users = Vec::new();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag, Some(value.to_owned())),
-                None => (arg.as_str(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next().cloned())
-                    .ok_or(format!("{flag} needs a value"))
-            };
-            match flag {
-                "--addr" => {
-                    let text = value()?;
-                    addr = text.parse().map_err(|_| {
-                        format!("--addr wants HOST:PORT such as 127.0.0.1:3000, got {text:?}")
-                    })?;
-                }
-                "--user" => users.push(UserArg::parse(&value()?)?),
-                other => return Err(format!("unknown option {other:?}")),
-            }
-        }
-        Ok(Self { addr, users })
-    }
 }
 
 impl UserArg {
@@ -113,11 +90,7 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("signing key: {}", e.for_operator()))?;
     for user in &args.users {
-        let scopes = if user.admin {
-            vec!["user".to_owned(), ADMIN_SCOPE.to_owned()]
-        } else {
-            vec!["user".to_owned()]
-        };
+        let scopes = new_user_scopes(None, user.admin);
         app.service
             .put_user(&user.name, &user.password, scopes)
             .await

@@ -6,6 +6,7 @@
 
 mod lifecycle;
 mod rotation;
+mod users;
 mod verifiers;
 
 use tokenlife::config::Backend;

@@ -314,13 +314,33 @@ impl Server {
     /// A rotation step or an emergency retirement (`command` = ["rotate"] or ["retire",
     /// kid]): through the admin route on the embedded default (the keys live in the server),
     /// through `tokenlife keys` — another process — on aws. Returns what was done.
+    /// Runs `tokenlife <args>` with this server's settings (same tables), `stdin` piped in.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = tokenlife(&self.binary, &self.env)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tokenlife");
+        let mut input = child.stdin.take().expect("piped stdin");
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("tokenlife ran")
+    }
+
+    /// An access token of `root` (the admin user every server starts with).
+    pub fn admin_token(&self) -> String {
+        self.login("root", &password_of("root"))
+            .expect(200)
+            .text("access_token")
+    }
+
     pub fn keys_command(&self, backend: Backend, command: &[&str]) -> String {
         match backend {
             Backend::Memory => {
-                let admin = self
-                    .login("root", &password_of("root"))
-                    .expect(200)
-                    .text("access_token");
+                let admin = self.admin_token();
                 let path = match command {
                     ["rotate"] => "/admin/keys/rotate".to_owned(),
                     ["retire", kid] => format!("/admin/keys/{kid}/retire"),
