@@ -4,8 +4,8 @@
 //! help everywhere, `--version`, exit codes.
 
 use serde_json::json;
-use tokenlife::config::Backend;
 use tokenlife::both_backends;
+use tokenlife::config::Backend;
 use tokenlife::testkit::password_of;
 
 use super::{BIN, serve};
