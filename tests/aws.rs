@@ -20,7 +20,7 @@ use tokenlife::keys::{RotationPolicy, SigningAlgorithm};
 use tokenlife::refresh::new_session_id;
 use tokenlife::secrets::{b64url, b64url_decode};
 use tokenlife::service::TokenGrant;
-use tokenlife::setup::ensure_tables_and_signing_key;
+use tokenlife::setup::{ensure_tables, ensure_tables_and_signing_key};
 use tokenlife::store::{
     CreateOutcome, DynamoStore, MemoryStore, ReplaceOutcome, Revocation, RevocationKey,
     SaveOutcome, Session, SessionOwner, SessionStore, TableNames, User, UserStore,
@@ -1418,4 +1418,230 @@ async fn a_user_change_whose_answer_is_lost_is_reported_made() {
     assert!(changed.sessions_ended && changed.user.disabled);
     assert!(f.refresh(&grant.refresh_token).await.is_err());
     assert!(service.authorize(&grant.access_token).await.is_err());
+}
+
+/// A stand-in for CloudFormation's pre-signed response URL: records each request (method,
+/// headers, body) and answers every one with `status`.
+struct ResponseUrl {
+    url: String,
+    seen: Arc<Mutex<Vec<(String, String, serde_json::Value)>>>,
+}
+
+impl ResponseUrl {
+    async fn start(status: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/cloudformation-response/FirstSigningKey?X-Amz-Signature=abc",
+            listener.local_addr().unwrap()
+        );
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut bytes = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Headers, then Content-Length bytes of body.
+                let (head, body) = loop {
+                    let n = stream.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        break (String::from_utf8_lossy(&bytes).into_owned(), Vec::new());
+                    }
+                    bytes.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let head = text[..end].to_owned();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        let mut body = bytes[end + 4..].to_vec();
+                        while body.len() < length {
+                            let n = stream.read(&mut buffer).await.unwrap_or(0);
+                            if n == 0 {
+                                break;
+                            }
+                            body.extend_from_slice(&buffer[..n]);
+                        }
+                        break (head, body);
+                    }
+                };
+                let method = head.split(' ').next().unwrap_or("").to_owned();
+                let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                record
+                    .lock()
+                    .unwrap()
+                    .push((method, head.to_ascii_lowercase(), body));
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        Self { url, seen }
+    }
+
+    fn answers(&self) -> Vec<(String, String, serde_json::Value)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn custom_resource_event(case: &str, url: &str, keys_table: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../events/rotate-keys/custom-resource-{case}.json"));
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("__RESPONSE_URL__", url)
+        .replace("__KEYS_TABLE__", keys_table);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Issue 13: the custom resource gives a freshly deployed stack (tables, no key) an active
+/// key at Create, changes nothing at Update and Delete, and answers CloudFormation's URL in
+/// every case — with FAILED and a reason when the work fails — so a stack never hangs.
+#[tokio::test]
+async fn the_custom_resource_gives_a_new_stack_its_first_key_and_always_answers() {
+    use tokenlife::rotate_keys::{RotateKeysError, handle_event};
+    require_emulators();
+    let config = aws_config_named(&unique("cr"));
+    let clients = AwsClients::from_env().await;
+    ensure_tables(&clients.dynamodb, &config.tables)
+        .await
+        .unwrap();
+    let keys_table = config.tables.keys.clone();
+    let service = App::aws(
+        config,
+        "https://issuer.test",
+        clients.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+    .service;
+    On(&service).add_user("alice", &["user"]).await;
+    assert!(
+        matches!(
+            service
+                .login(tokenlife::service::LoginRequest::new(
+                    "alice",
+                    password_of("alice")
+                ))
+                .await,
+            Err(Error::Unavailable { .. })
+        ),
+        "no key yet: logins answer 503, as right after a deploy without the custom resource"
+    );
+
+    let url = ResponseUrl::start(200).await;
+    let physical = format!("tokenlife-signing-key:{keys_table}");
+    handle_event(
+        &service,
+        &custom_resource_event("create", &url.url, &keys_table),
+    )
+    .await
+    .unwrap();
+    let answers = url.answers();
+    assert_eq!(answers.len(), 1);
+    let (method, head, body) = &answers[0];
+    assert_eq!(method, "PUT");
+    assert!(
+        head.starts_with("put /cloudformation-response/firstsigningkey?x-amz-signature=abc "),
+        "{head}"
+    );
+    assert!(
+        !head.contains("content-type"),
+        "the URL was signed without a content type: {head}"
+    );
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(body["PhysicalResourceId"], physical.as_str());
+    assert_eq!(body["LogicalResourceId"], "FirstSigningKey");
+    assert_eq!(body["RequestId"], "8c3ac2c4-6a1b-4f0e-9c5d-2a7e1f0b3c4d");
+    assert!(
+        body["StackId"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:cloudformation:")
+    );
+    let keys = service.list_keys().await.unwrap();
+    let active: Vec<_> = keys
+        .iter()
+        .filter(|k| k.state == tokenlife::keys::KeyState::Active)
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(body["Data"]["ActiveKid"], active[0].kid.as_str());
+    let grant = On(&service).login("alice").await;
+    service.authorize(&grant.access_token).await.unwrap();
+
+    // Update and Delete: answered, nothing changed.
+    for case in ["update", "delete"] {
+        let url = ResponseUrl::start(200).await;
+        handle_event(
+            &service,
+            &custom_resource_event(case, &url.url, &keys_table),
+        )
+        .await
+        .unwrap();
+        let (_, _, body) = &url.answers()[0];
+        assert_eq!(body["Status"], "SUCCESS", "{case}: {body}");
+        assert_eq!(body["PhysicalResourceId"], physical.as_str(), "{case}");
+        assert_eq!(
+            service.list_keys().await.unwrap(),
+            keys,
+            "{case} changed the keys"
+        );
+    }
+
+    // The work fails (here: the stack's tables are missing): FAILED, with a reason.
+    let broken = App::aws(
+        aws_config_named(&unique("missing")),
+        "https://issuer.test",
+        clients,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+    .service;
+    let url = ResponseUrl::start(200).await;
+    handle_event(
+        &broken,
+        &custom_resource_event("create", &url.url, &keys_table),
+    )
+    .await
+    .unwrap();
+    let (_, _, body) = &url.answers()[0];
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    assert!(
+        body["Reason"].as_str().unwrap().contains("signing key"),
+        "{body}"
+    );
+    assert!(
+        body["PhysicalResourceId"]
+            .as_str()
+            .unwrap()
+            .starts_with("tokenlife-signing-key:")
+    );
+
+    // An unknown request type: FAILED too.
+    let mut odd = custom_resource_event("create", &url.url, &keys_table);
+    odd["RequestType"] = "Explode".into();
+    handle_event(&service, &odd).await.unwrap();
+    let (_, _, body) = url.answers().pop().unwrap();
+    assert_eq!(body["Status"], "FAILED");
+
+    // An answer that cannot be delivered is retried, then the invocation fails.
+    let refusing = ResponseUrl::start(403).await;
+    let result = handle_event(
+        &service,
+        &custom_resource_event("update", &refusing.url, &keys_table),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(RotateKeysError::CustomResourceUndelivered(_))),
+        "{result:?}"
+    );
+    assert_eq!(refusing.answers().len(), 3, "three tries");
 }

@@ -500,6 +500,8 @@ async fn every_rotate_keys_event_gets_the_expected_answer() {
     let files: Vec<(String, PathBuf)> = event_files()
         .into_iter()
         .filter(|(name, _)| name.starts_with("rotate-keys/"))
+        // CloudFormation's requests need a response URL: tests/aws.rs runs them.
+        .filter(|(name, _)| !name.starts_with("rotate-keys/custom-resource-"))
         .collect();
     let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
     for (name, _, _) in ROTATE_KEYS_EXPECTED {

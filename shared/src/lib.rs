@@ -30,6 +30,7 @@ pub mod app;
 pub mod authorizer;
 pub mod clock;
 pub mod config;
+pub mod custom_resource;
 pub mod error;
 pub mod http;
 pub mod keys;

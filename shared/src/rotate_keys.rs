@@ -1,7 +1,9 @@
 //! The `rotate-keys` Lambda function's events: the EventBridge schedule runs one key
 //! rotation step (see [`crate::keys::rotation`]); API Gateway brings the admin key routes
 //! (`GET /admin/keys`, `POST /admin/keys/rotate`, `POST /admin/keys/{kid}/retire`), answered
-//! by the shared HTTP layer. It is the one function allowed to create and delete KMS keys.
+//! by the shared HTTP layer; CloudFormation brings the custom resource that gives a new
+//! stack its first key ([`crate::custom_resource`]). It is the one function allowed to
+//! create and delete KMS keys.
 
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::lambda_runtime::Diagnostic;
@@ -20,12 +22,17 @@ pub enum RotateKeysEvent {
     Http,
     /// An EventBridge scheduled event (`source` `aws.events` or `aws.scheduler`).
     Schedule,
+    /// A CloudFormation custom-resource request.
+    CustomResource,
 }
 
 impl RotateKeysEvent {
     pub fn of(event: &Value) -> Option<Self> {
         if event.get("requestContext").is_some() {
             return Some(Self::Http);
+        }
+        if crate::custom_resource::Request::is(event) {
+            return Some(Self::CustomResource);
         }
         let source = event.get("source").and_then(Value::as_str);
         let detail_type = event.get("detail-type").and_then(Value::as_str);
@@ -45,8 +52,16 @@ pub enum RotateKeysAnswer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateKeysError {
-    #[error("rotate-keys takes an EventBridge scheduled event or an API Gateway HTTP API event")]
+    #[error(
+        "rotate-keys takes an EventBridge scheduled event, an API Gateway HTTP API event or a CloudFormation custom-resource request"
+    )]
     UnsupportedEvent,
+    #[error("not a CloudFormation custom-resource request: {0}")]
+    BadCustomResourceEvent(String),
+    /// The answer could not be delivered to CloudFormation (it will time out the stack
+    /// operation; the invocation fails so that the log and metrics show it).
+    #[error("could not answer CloudFormation: {0}")]
+    CustomResourceUndelivered(String),
     #[error("not an API Gateway event: {0}")]
     BadHttpEvent(String),
     /// The step failed: the invocation fails, so the schedule's retries and alarms see it.
@@ -61,6 +76,8 @@ impl From<RotateKeysError> for Diagnostic {
             RotateKeysError::UnsupportedEvent => "UnsupportedEvent",
             RotateKeysError::BadHttpEvent(_) => "BadHttpEvent",
             RotateKeysError::Step(_) => "RotationStepFailed",
+            RotateKeysError::BadCustomResourceEvent(_) => "BadCustomResourceEvent",
+            RotateKeysError::CustomResourceUndelivered(_) => "CustomResourceUndelivered",
         };
         diagnostic(error_type, error)
     }
@@ -84,6 +101,22 @@ pub async fn handle_event(
                 Err(RotateKeysError::Step(error))
             }
         },
+        RotateKeysEvent::CustomResource => {
+            let request: crate::custom_resource::Request = serde_json::from_value(event.clone())
+                .map_err(|e| RotateKeysError::BadCustomResourceEvent(e.to_string()))?;
+            let response = crate::custom_resource::answer(service, &request).await;
+            tracing::info!(
+                request_type = %request.request_type,
+                status = response.status,
+                reason = %response.reason,
+                "custom resource answered"
+            );
+            crate::custom_resource::send(&request.response_url, &response)
+                .await
+                .map_err(RotateKeysError::CustomResourceUndelivered)?;
+            let report = serde_json::to_value(&response).unwrap_or_default();
+            Ok(RotateKeysAnswer::Report(report))
+        }
         RotateKeysEvent::Http => {
             let request = lambda_http::request::from_str(&event.to_string())
                 .map_err(|e| RotateKeysError::BadHttpEvent(e.to_string()))?;
