@@ -397,19 +397,21 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     let later = Session {
         id: new_session_id(now_ms + 5),
         created_ms: now_ms + 5,
+        user_version: 3,
         ..session.clone()
     };
     assert_eq!(
         sessions.create_session(&later, &owner(3)).await.unwrap(),
         CreateOutcome::Created
     );
-    let ban = |until_ms, expires_at| Revocation {
+    // Sessions made under versions below 2 (the first one, version 1) are revoked.
+    let ban = |below_version, expires_at| Revocation {
         key: RevocationKey::User("user-1".into()),
         expires_at,
-        sessions_created_until_ms: until_ms,
+        below_version,
     };
     sessions
-        .put_revocation(&ban(now_ms, now_ms / 1000 + 3600))
+        .put_revocation(&ban(2, now_ms / 1000 + 3600))
         .await
         .unwrap();
     let next = Session {
@@ -420,7 +422,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
         sessions.replace_session(&next, 1).await.unwrap(),
         ReplaceOutcome::Ended
     );
-    // ...but not a session created after it.
+    // ...but not a session of a later version.
     let later_next = Session {
         generation: 1,
         ..later.clone()
@@ -429,22 +431,22 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
         sessions.replace_session(&later_next, 0).await.unwrap(),
         ReplaceOutcome::Replaced
     );
-    // A user-wide revocation never moves back in time.
+    // A user-wide revocation never moves back.
     sessions
-        .put_revocation(&ban(now_ms - 1000, now_ms / 1000 + 3600))
+        .put_revocation(&ban(1, now_ms / 1000 + 3600))
         .await
         .unwrap();
     let found = sessions
         .find_revocations(&[RevocationKey::User("user-1".into())])
         .await
         .unwrap();
-    assert_eq!(found, vec![ban(now_ms, now_ms / 1000 + 3600)]);
+    assert_eq!(found, vec![ban(2, now_ms / 1000 + 3600)]);
 
     // Ending a session: flag and sid entry together; idempotent; fine for unknown sessions.
     let sid_entry = |id: &str| Revocation {
         key: RevocationKey::Session(id.to_owned()),
         expires_at: now_ms / 1000 + 900,
-        sessions_created_until_ms: 0,
+        below_version: 0,
     };
     sessions
         .end_session(&later.id, &sid_entry(&later.id))
@@ -492,7 +494,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     let jti = Revocation {
         key: RevocationKey::Token("jti-1".into()),
         expires_at: now_ms / 1000 + 900,
-        sessions_created_until_ms: 0,
+        below_version: 0,
     };
     sessions.put_revocation(&jti).await.unwrap();
     let mut found = sessions
@@ -508,7 +510,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     assert_eq!(found, vec![jti, sid_entry("unknown-session")]);
 
     // A change that ends sessions writes the user and the user-wide entry together.
-    let until = now_ms + 60_000;
+    let below = 4;
     let narrowed = User {
         scopes: vec!["user".into()],
         version: 4,
@@ -516,7 +518,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     };
     assert_eq!(
         users
-            .update_user(&narrowed, Some(&ban(until, now_ms / 1000 + 7200)))
+            .update_user(&narrowed, Some(&ban(below, now_ms / 1000 + 7200)))
             .await
             .unwrap(),
         SaveOutcome::Saved
@@ -525,7 +527,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
         .find_revocations(&[RevocationKey::User("user-1".into())])
         .await
         .unwrap();
-    assert_eq!(entries, vec![ban(until, now_ms / 1000 + 7200)]);
+    assert_eq!(entries, vec![ban(below, now_ms / 1000 + 7200)]);
     // Refused as a whole: neither the user nor the entry changes.
     let refused = User {
         disabled: true,
@@ -534,7 +536,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     };
     assert_eq!(
         users
-            .update_user(&refused, Some(&ban(until + 1, now_ms / 1000 + 9000)))
+            .update_user(&refused, Some(&ban(below + 1, now_ms / 1000 + 9000)))
             .await
             .unwrap(),
         SaveOutcome::Conflict
@@ -558,7 +560,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     };
     assert_eq!(
         users
-            .update_user(&older, Some(&ban(until - 1, now_ms / 1000 + 7200)))
+            .update_user(&older, Some(&ban(below - 1, now_ms / 1000 + 7200)))
             .await
             .unwrap(),
         SaveOutcome::Saved
@@ -597,14 +599,14 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
     // Removal: only of the version read; with its entry.
     assert_eq!(
         users
-            .delete_user(&narrowed, &ban(until + 5, now_ms / 1000 + 7200))
+            .delete_user(&narrowed, &ban(below + 5, now_ms / 1000 + 7200))
             .await
             .unwrap(),
         SaveOutcome::Conflict
     );
     assert_eq!(
         users
-            .delete_user(&older, &ban(until + 5, now_ms / 1000 + 7200))
+            .delete_user(&older, &ban(below + 5, now_ms / 1000 + 7200))
             .await
             .unwrap(),
         SaveOutcome::Saved
@@ -615,7 +617,7 @@ async fn store_contract(users: &dyn UserStore, sessions: &dyn SessionStore, now_
             .find_revocations(&[RevocationKey::User("user-1".into())])
             .await
             .unwrap(),
-        vec![ban(until + 5, now_ms / 1000 + 7200)]
+        vec![ban(below + 5, now_ms / 1000 + 7200)]
     );
     assert_eq!(
         sessions
@@ -751,7 +753,7 @@ async fn expired_but_present_entries_count_as_absent() {
             .put_revocation(&Revocation {
                 key,
                 expires_at: now - 1,
-                sessions_created_until_ms: f.clock.now_ms() + 60_000,
+                below_version: 100,
             })
             .await
             .unwrap();
@@ -1644,4 +1646,40 @@ async fn the_custom_resource_gives_a_new_stack_its_first_key_and_always_answers(
         "{result:?}"
     );
     assert_eq!(refusing.answers().len(), 3, "three tries");
+}
+
+/// Review of issue 13: what a user change ends is decided by versions, not clocks. An
+/// operator whose laptop runs ten minutes slow disables a user: the session made a moment
+/// ago (later than the laptop's "now") ends all the same. (With a time cutoff it survived.)
+#[tokio::test]
+async fn a_change_made_with_a_slow_clock_still_ends_every_session() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    let grant = f.login().await;
+    let slow_clock = Arc::new(ManualClock::new(f.clock.now_ms() - 600_000));
+    let laptop = App::aws(
+        f.service.config().clone(),
+        "https://cli.invalid",
+        f.clients.clone(),
+        slow_clock,
+    )
+    .await
+    .unwrap()
+    .service;
+    let disable = tokenlife::service::UserChange {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    assert!(
+        laptop
+            .change_user("alice", disable, "test")
+            .await
+            .unwrap()
+            .sessions_ended
+    );
+    assert!(matches!(
+        f.refresh(&grant.refresh_token).await,
+        Err(Error::InvalidGrant(_))
+    ));
+    assert!(f.service.authorize(&grant.access_token).await.is_err());
 }

@@ -58,15 +58,15 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ("revoke/access-token", 200, None),
     ("revoke/unknown-token", 200, None),
     ("revoke/missing-token", 400, Some("invalid_request")),
-    ("revoke/admin-revoke-user", 200, None),
+    ("users/admin-revoke-user", 200, None),
     (
-        "revoke/admin-revoke-user-without-admin-scope",
+        "users/admin-revoke-user-without-admin-scope",
         403,
         Some("insufficient_scope"),
     ),
-    ("revoke/admin-revoke-unknown-user", 404, Some("not_found")),
+    ("users/admin-revoke-unknown-user", 404, Some("not_found")),
     (
-        "revoke/admin-revoke-user-no-token",
+        "users/admin-revoke-user-no-token",
         401,
         Some("invalid_token"),
     ),
@@ -320,7 +320,7 @@ async fn check_specifics(
             assert!(header("set-cookie").contains("Max-Age=0"), "cookie cleared");
         }
         "revoke/access-token" => assert!(service.authorize(&tokens.access).await.is_err()),
-        "revoke/admin-revoke-user" => {
+        "users/admin-revoke-user" => {
             assert!(service.authorize(&tokens.access).await.is_err());
             service.authorize(&tokens.admin_access).await.unwrap();
         }

@@ -19,7 +19,7 @@ use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config};
 use crate::error::Error;
 use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, RotationReport};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
-use crate::refresh::{RefreshToken, new_reuse_key, new_session_id, session_created_ms};
+use crate::refresh::{RefreshToken, new_reuse_key, new_session_id};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
 use crate::store::{
     CreateOutcome, ReplaceOutcome, Revocation, RevocationKey, Rotation, Session, SessionOwner,
@@ -200,6 +200,7 @@ impl TokenService {
             user_id: user.id.clone(),
             scope: scope.clone(),
             client_id,
+            user_version: user.version,
             created_ms: now_ms,
             expires_at: now_ms / 1000 + self.config.refresh_ttl_secs,
             last_used_ms: now_ms,
@@ -387,29 +388,22 @@ impl TokenService {
             .put_revocation(&Revocation {
                 key: RevocationKey::Token(claims.jti),
                 expires_at: until,
-                sessions_created_until_ms: 0,
+                below_version: 0,
             })
             .await?;
         tracing::info!(user = %claims.sub, "access token revoked");
         Ok(Revoked::AccessToken)
     }
 
-    /// Revokes every session and access token of `username` in one write. For trusted
-    /// callers: the admin route checks the admin scope first; `caller` is named in the log.
-    /// Sessions created after this moment (a new login) are not affected.
+    /// Revokes every session and access token of `username` in one write (the user record
+    /// and the user-wide entry together). For trusted callers: the admin route checks the
+    /// admin scope first; `caller` is named in the log. A login after it is not affected.
     pub async fn revoke_user(&self, caller: &AccessClaims, username: &str) -> Result<(), Error> {
-        check_username(username)?;
-        let user = self
-            .deps
-            .users
-            .find_user(username)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))?;
-        self.deps
-            .sessions
-            .put_revocation(&self.user_wide_revocation(&user))
-            .await?;
-        tracing::info!(user = %user.id, admin = %caller.sub, "all sessions of user revoked");
+        let end = UserChange {
+            end_sessions: true,
+            ..UserChange::default()
+        };
+        self.change_user(username, end, &caller.sub).await?;
         Ok(())
     }
 
@@ -430,12 +424,10 @@ impl TokenService {
             RevocationKey::User(claims.sub.clone()),
         ];
         let entries = self.deps.sessions.find_revocations(&keys).await?;
-        let session_created = session_created_ms(&claims.sid);
         let revoked = entries.iter().any(|entry| {
             entry.expires_at > now_secs
                 && match entry.key {
-                    RevocationKey::User(_) => session_created
-                        .is_none_or(|created| created <= entry.sessions_created_until_ms),
+                    RevocationKey::User(_) => claims.uv < entry.below_version,
                     _ => true,
                 }
         });
@@ -487,6 +479,7 @@ impl TokenService {
             client_id: session.client_id.clone(),
             scope: scope.to_owned(),
             sid: session.id.clone(),
+            uv: session.user_version,
         };
         let ring = self.deps.keys.ring().await?;
         match sign_access_token(&ring, &claims).await {
@@ -545,7 +538,7 @@ impl TokenService {
         let revocation = Revocation {
             key: RevocationKey::Session(session.id.clone()),
             expires_at: self.deps.clock.now_secs() + ACCESS_TTL_MAX_SECS + BLOCKLIST_MARGIN_SECS,
-            sessions_created_until_ms: 0,
+            below_version: 0,
         };
         Ok(self
             .deps
@@ -563,7 +556,7 @@ impl TokenService {
             .await?;
         Ok(entries
             .iter()
-            .any(|e| e.expires_at > now && session.created_ms <= e.sessions_created_until_ms))
+            .any(|e| e.expires_at > now && session.user_version < e.below_version))
     }
 }
 

@@ -29,6 +29,11 @@ pub struct AccessClaims {
     pub client_id: Option<String>,
     pub scope: String,
     pub sid: String,
+    /// The version of the user record the token's session was made under: a user-wide
+    /// revocation (a change that took something away) refuses tokens of earlier versions.
+    /// Absent in tokens of older tokenlife releases (read as 0).
+    #[serde(default)]
+    pub uv: u64,
 }
 
 impl AccessClaims {
@@ -236,6 +241,7 @@ mod tests {
             client_id: None,
             scope: "user admin".into(),
             sid: "sid-1".into(),
+            uv: 1,
         }
     }
 

@@ -164,6 +164,7 @@ pub async fn admin_change_user(call: Call<'_>, caller: AccessClaims) -> Answer {
         password: None,
         scopes: patch.scopes,
         disabled: patch.disabled,
+        end_sessions: false,
     };
     let changed = call
         .service

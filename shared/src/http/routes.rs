@@ -120,7 +120,7 @@ pub const REVOKE: Route = Route {
 pub const ADMIN_REVOKE_USER: Route = Route {
     method: Method::POST,
     path: "/admin/users/{username}/revoke",
-    function: Function::Revoke,
+    function: Function::Users,
     handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_revoke_user(call, caller))),
 };
 pub const ADMIN_LIST_USERS: Route = Route {

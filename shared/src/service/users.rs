@@ -3,13 +3,16 @@
 //! (see [`crate::http::routes`]), the CLI runs with the operator's AWS credentials.
 //!
 //! The rule every change follows: **a change that reduces what a user may do ends their
-//! sessions in the same write.** Disabling, a new password, a scope taken away and removal
-//! are written together with a user-wide revocation entry (one DynamoDB transaction; one
-//! lock in memory), so after the change answers, no refresh mints a token for a session
-//! created before it and the user's access tokens are refused (the same entry the
-//! authorizer reads). A login that checked the password against the old record cannot
-//! slip a session in: its session is written only if the user record is still the one it
-//! read. Changes that only add (a scope, enabling) take effect at the next login.
+//! sessions in the same write.** Every change bumps the user record's version; disabling,
+//! a new password, a scope taken away, removal and "revoke all sessions" are written
+//! together with a user-wide revocation entry `below_version` = the new version (one
+//! DynamoDB transaction; one lock in memory). Sessions carry the version they were made
+//! under, and access tokens carry it as `uv`: after the change answers, no refresh mints a
+//! token for a session of an earlier version and those access tokens are refused (the same
+//! entry the authorizer reads). A login that checked the password against the old record
+//! cannot slip a session in: its session is written only if the user record still has the
+//! version it read. No clock decides any of this. Changes that only add (a scope,
+//! enabling) take effect at the next login.
 
 use serde::Serialize;
 
@@ -72,6 +75,8 @@ pub struct UserChange {
     pub password: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    /// End every session even if nothing else changes (the admin "revoke user" route).
+    pub end_sessions: bool,
 }
 
 /// What a change did.
@@ -178,17 +183,18 @@ impl TokenService {
             if let Some(disabled) = change.disabled {
                 updated.disabled = disabled;
             }
-            let reduces = password_hash.is_some()
+            let reduces = change.end_sessions
+                || password_hash.is_some()
                 || (updated.disabled && !stored.disabled)
                 || stored.scopes.iter().any(|s| !updated.scopes.contains(s));
-            if updated == stored {
+            if updated == stored && !reduces {
                 return Ok(Changed {
                     user: UserView::from(&stored),
                     sessions_ended: false,
                 });
             }
-            updated.version = stored.version + 1;
-            let ending = reduces.then(|| self.user_wide_revocation(&stored));
+            updated.version = next_version(&stored)?;
+            let ending = reduces.then(|| self.user_wide_revocation(&updated));
             match self
                 .deps
                 .users
@@ -196,9 +202,6 @@ impl TokenService {
                 .await?
             {
                 SaveOutcome::Saved => {
-                    if reduces {
-                        self.close_login_gap(&stored).await;
-                    }
                     tracing::info!(
                         user = %updated.id,
                         by = %by,
@@ -227,10 +230,13 @@ impl TokenService {
         check_username(username)?;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
             let stored = self.existing_user(username).await?;
-            let ending = self.user_wide_revocation(&stored);
+            // Every session so far was made under a version up to the stored one.
+            let ending = self.user_wide_revocation(&User {
+                version: next_version(&stored)?,
+                ..stored.clone()
+            });
             match self.deps.users.delete_user(&stored, &ending).await? {
                 SaveOutcome::Saved => {
-                    self.close_login_gap(&stored).await;
                     tracing::info!(user = %stored.id, by = %by, "user removed");
                     return Ok(());
                 }
@@ -261,6 +267,7 @@ impl TokenService {
                     password: Some(password.to_owned()),
                     scopes: Some(scopes),
                     disabled: Some(false),
+                    end_sessions: false,
                 };
                 Ok(self.change_user(username, change, "setup").await?.user)
             }
@@ -286,34 +293,35 @@ impl TokenService {
             .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
     }
 
-    /// The entry that revokes every session of `user` created until now, and their access
-    /// tokens. Sessions created until now live at most the longest session lifetime the
-    /// settings allow (a deploy may have shortened it since), their tokens a margin beyond.
-    pub(super) fn user_wide_revocation(&self, user: &User) -> Revocation {
-        let now_ms = self.deps.clock.now_ms();
+    /// The entry that revokes every session of `user` made under an earlier version than
+    /// its (new) one, and their access tokens. It must outlive them all: sessions made until
+    /// now live at most the longest session lifetime the settings allow (a deploy may have
+    /// shortened it since), their tokens a margin beyond.
+    fn user_wide_revocation(&self, user: &User) -> Revocation {
         let longest = REFRESH_TTL_MAX_SECS.max(ACCESS_TTL_MAX_SECS);
         Revocation {
             key: RevocationKey::User(user.id.clone()),
-            expires_at: now_ms / 1000 + longest + BLOCKLIST_MARGIN_SECS,
-            sessions_created_until_ms: now_ms,
-        }
-    }
-
-    /// A login that read the old record and wrote its session between the moment the
-    /// change took its time and the moment the change landed has a session newer than the
-    /// entry: move the entry forward to now (it only moves forward). Sessions after this
-    /// are refused by the record's new version. If this write fails, the gap is one write's
-    /// latency wide; it is logged.
-    async fn close_login_gap(&self, user: &User) {
-        let revocation = self.user_wide_revocation(user);
-        if let Err(error) = self.deps.sessions.put_revocation(&revocation).await {
-            tracing::warn!(user = %user.id, error = %error, "could not extend the user-wide revocation past the change");
+            expires_at: self.deps.clock.now_secs() + longest + BLOCKLIST_MARGIN_SECS,
+            below_version: user.version,
         }
     }
 }
 
+/// The version after the stored one.
+fn next_version(stored: &User) -> Result<u64, Error> {
+    stored
+        .version
+        .checked_add(1)
+        .ok_or_else(|| Error::internal("a user record's version cannot grow further"))
+}
+
 /// A password being set: [`MIN_PASSWORD_CHARS`] to [`MAX_PASSWORD_BYTES`].
 pub fn check_new_password(password: &str) -> Result<(), Error> {
+    if password.contains('\0') {
+        return Err(Error::invalid_request(
+            "password must not contain NUL characters",
+        ));
+    }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(Error::invalid_request(format!(
             "password must be at least {MIN_PASSWORD_CHARS} characters"

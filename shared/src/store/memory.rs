@@ -70,16 +70,14 @@ impl MemoryStore {
 }
 
 impl State {
-    /// Writes a user-wide revocation; a later `sessions_created_until_ms` wins.
+    /// Writes a revocation entry; a higher `below_version` and a later expiry win.
     fn put_revocation(&mut self, revocation: &Revocation) {
         let entry = self
             .revocations
             .entry(revocation.key.clone())
             .or_insert_with(|| revocation.clone());
         entry.expires_at = entry.expires_at.max(revocation.expires_at);
-        entry.sessions_created_until_ms = entry
-            .sessions_created_until_ms
-            .max(revocation.sessions_created_until_ms);
+        entry.below_version = entry.below_version.max(revocation.below_version);
     }
 
     /// Whether the stored user is exactly `version` of user `id`.
@@ -92,9 +90,7 @@ impl State {
     fn user_revocation_covers(&self, session: &Session, now_secs: u64) -> bool {
         self.revocations
             .get(&RevocationKey::User(session.user_id.clone()))
-            .is_some_and(|r| {
-                r.expires_at > now_secs && session.created_ms <= r.sessions_created_until_ms
-            })
+            .is_some_and(|r| r.expires_at > now_secs && session.user_version < r.below_version)
     }
 }
 

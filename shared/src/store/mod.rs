@@ -64,6 +64,9 @@ pub struct Session {
     pub user_id: String,
     pub scope: String,
     pub client_id: Option<String>,
+    /// The user record's version when the session was created: a user-wide revocation
+    /// ends the sessions made under earlier versions.
+    pub user_version: u64,
     pub created_ms: u64,
     /// Absolute end (seconds): the session never outlives it however often it is refreshed.
     /// Also the record's TTL attribute.
@@ -95,7 +98,9 @@ pub enum RevocationKey {
     Token(String),
     /// Every access token of a session, by `sid`.
     Session(String),
-    /// Every session of a user created at or before a time, by `sub`.
+    /// Every session of a user made under a user-record version below the entry's
+    /// `below_version`, and their access tokens (whose `uv` claim carries that version), by
+    /// `sub`. Versions, not times: no clock decides what a change ended.
     User(String),
 }
 
@@ -104,8 +109,9 @@ pub struct Revocation {
     pub key: RevocationKey,
     /// After this (seconds) the entry is moot: every token it covers has expired. TTL.
     pub expires_at: u64,
-    /// For [`RevocationKey::User`]: sessions created at or before this (ms) are revoked.
-    pub sessions_created_until_ms: u64,
+    /// For [`RevocationKey::User`]: sessions (and access tokens) of a user-record version
+    /// below this are revoked; 0 for the other kinds.
+    pub below_version: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +186,8 @@ pub trait SessionStore: Send + Sync {
     /// Marks the session ended and writes `revocation` (its `Session` entry, so its access
     /// tokens die too) in one atomic step. Idempotent.
     async fn end_session(&self, id: &str, revocation: &Revocation) -> Result<(), StoreError>;
-    /// Writes a revocation entry (a later `sessions_created_until_ms` wins for users).
+    /// Writes a revocation entry (for users, a higher `below_version` wins; an entry never
+    /// moves back).
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
     /// The entries present for `keys`, in one round trip. Expired entries may be returned.
     async fn find_revocations(&self, keys: &[RevocationKey])

@@ -154,13 +154,15 @@ pub fn sample_user() -> User {
     }
 }
 
-/// A fresh session of [`sample_user`] created at `created_ms`, for an hour, never rotated.
+/// A fresh session of [`sample_user`] (version 1) created at `created_ms`, for an hour,
+/// never rotated.
 pub fn sample_session(created_ms: u64) -> Session {
     Session {
         id: crate::refresh::new_session_id(created_ms),
         user_id: "user-1".into(),
         scope: "user".into(),
         client_id: None,
+        user_version: 1,
         created_ms,
         expires_at: created_ms / 1000 + 3600,
         last_used_ms: created_ms,

@@ -5,8 +5,8 @@
 //! | table | key | attributes |
 //! |---|---|---|
 //! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL, `created_ms` N, `version` N (both absent on items written before they existed: 0) |
-//! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
-//! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`) | `expires_at` N (TTL), `until_ms` N (for `sub#`) |
+//! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `user_version` N, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
+//! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`) | `expires_at` N (TTL), `below_version` N (for `sub#`) |
 //! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N} |
 //!
 
@@ -128,6 +128,7 @@ pub fn session_to_item(session: &Session) -> Item {
         ("id".to_owned(), s(&session.id)),
         ("user_id".to_owned(), s(&session.user_id)),
         ("scope".to_owned(), s(&session.scope)),
+        ("user_version".to_owned(), n(session.user_version)),
         ("created_ms".to_owned(), n(session.created_ms)),
         ("expires_at".to_owned(), n(session.expires_at)),
         ("last_used_ms".to_owned(), n(session.last_used_ms)),
@@ -158,6 +159,7 @@ pub fn session_from_item(item: &Item) -> Result<Session, StoreError> {
         id: get_s(item, "id")?,
         user_id: get_s(item, "user_id")?,
         scope: get_s(item, "scope")?,
+        user_version: get_n_or_zero(item, "user_version")?,
         client_id: get_s(item, "client_id").ok(),
         created_ms: get_n(item, "created_ms")?,
         expires_at: get_n(item, "expires_at")?,
@@ -241,10 +243,7 @@ pub fn revocation_to_item(revocation: &Revocation) -> Item {
     HashMap::from([
         ("key".to_owned(), s(&revocation_key_text(&revocation.key))),
         ("expires_at".to_owned(), n(revocation.expires_at)),
-        (
-            "until_ms".to_owned(),
-            n(revocation.sessions_created_until_ms),
-        ),
+        ("below_version".to_owned(), n(revocation.below_version)),
     ])
 }
 
@@ -255,7 +254,7 @@ pub fn revocation_from_item(item: &Item) -> Result<Revocation, StoreError> {
             StoreError::Broken(format!("unknown revocation key kind in {text:?}"))
         })?,
         expires_at: get_n(item, "expires_at")?,
-        sessions_created_until_ms: get_n(item, "until_ms").unwrap_or(0),
+        below_version: get_n_or_zero(item, "below_version")?,
     })
 }
 
@@ -317,7 +316,7 @@ mod tests {
             let revocation = Revocation {
                 key,
                 expires_at: 9,
-                sessions_created_until_ms: 10,
+                below_version: 10,
             };
             assert_eq!(
                 revocation_from_item(&revocation_to_item(&revocation)).unwrap(),

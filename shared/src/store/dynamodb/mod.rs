@@ -52,6 +52,10 @@ pub struct TableNames {
     pub keys: String,
 }
 
+/// The condition of every write of a user-wide (`sub#`) entry: it never moves back to a
+/// lower `below_version` (`#bv`, `:bv`).
+const USER_ENTRY_NEVER_BACK: &str = "attribute_not_exists(#bv) OR #bv <= :bv";
+
 /// Name of the sessions table's index by user.
 pub const SESSIONS_BY_USER_INDEX: &str = "by-user";
 
@@ -134,6 +138,18 @@ impl<'a> Cancelled<'a> {
     }
 }
 
+/// Tries of a transaction that keeps meeting concurrent ones on the same items (a user
+/// change against a flood of that user's logins and refreshes, which check the same items).
+const CONFLICT_ATTEMPTS: u32 = 8;
+
+/// Waits before try `attempt` (1, 2, ...): exponential from 10 ms, capped at 640 ms, with
+/// random jitter of up to the same again, so that racing writers spread out.
+async fn backoff(attempt: u32) {
+    let base = 10u64 << attempt.min(6);
+    let jitter = u64::from(u16::from_le_bytes(crate::secrets::random_bytes::<2>())) % base;
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}
+
 fn built<T>(result: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
     result.map_err(|e| StoreError::Broken(format!("building a DynamoDB request: {e}")))
 }
@@ -160,8 +176,8 @@ fn user_names() -> HashMap<String, String> {
 
 impl DynamoStore {
     /// The write of a user-wide revocation inside a transaction: never moves an existing
-    /// one back in time (the condition fails then, and the caller drops the write: the
-    /// later entry already covers every session this one would).
+    /// one back (the condition fails then, and the caller drops the write: the entry there
+    /// already covers every session this one would).
     fn user_revocation_put(
         &self,
         revocation: &Revocation,
@@ -170,10 +186,9 @@ impl DynamoStore {
             Put::builder()
                 .table_name(&self.tables.revocations)
                 .set_item(Some(revocation_to_item(revocation)))
-                .condition_expression("attribute_not_exists(#k) OR #until <= :until")
-                .expression_attribute_names("#k", "key")
-                .expression_attribute_names("#until", "until_ms")
-                .expression_attribute_values(":until", n(revocation.sessions_created_until_ms))
+                .condition_expression(USER_ENTRY_NEVER_BACK)
+                .expression_attribute_names("#bv", "below_version")
+                .expression_attribute_values(":bv", n(revocation.below_version))
                 .build(),
         )?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -195,7 +210,10 @@ impl DynamoStore {
             Some(revocation) => Some(self.user_revocation_put(revocation)?),
             None => None,
         };
-        for _ in 0..3 {
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             let mut request = self
                 .client
                 .transact_write_items()
@@ -218,17 +236,42 @@ impl DynamoStore {
                         SaveOutcome::Conflict
                     });
                 }
-                // A later user-wide revocation is there: it covers ours.
+                // A higher user-wide revocation is there: it covers ours.
                 (_, "ConditionalCheckFailed") => revocation = None,
-                _ if cancelled.conflicted() => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
+                // Logins and refreshes of this user check the same items: try again.
+                _ if cancelled.conflicted() => {}
                 _ => return Err(sdk_error(operation, error)),
             }
         }
         Err(StoreError::Unavailable(format!(
             "{operation} kept conflicting with concurrent writes"
         )))
+    }
+}
+
+impl DynamoStore {
+    /// Why a session's transaction was cancelled otherwise than by a conflict.
+    async fn session_not_created<R: std::fmt::Debug>(
+        &self,
+        session: &Session,
+        (session_code, owner_code): (String, String),
+        error: SdkError<TransactWriteItemsError, R>,
+    ) -> Result<CreateOutcome, StoreError> {
+        match (session_code.as_str(), owner_code.as_str()) {
+            (_, "ConditionalCheckFailed") => Ok(CreateOutcome::OwnerChanged),
+            // The id exists. Session ids are random, so this is our own write whose answer
+            // was lost and whose SDK retry then failed the condition: it landed if the
+            // stored session is this one (same secret hash). Anything else is a collision.
+            ("ConditionalCheckFailed", _) => match self.find_session(&session.id).await? {
+                Some(stored) if stored.current_hash == session.current_hash => {
+                    Ok(CreateOutcome::Created)
+                }
+                _ => Err(StoreError::Broken(
+                    "a new session's id is already taken by another session".into(),
+                )),
+            },
+            _ => Err(sdk_error("TransactWriteItems create session", error)),
+        }
     }
 }
 
@@ -381,41 +424,37 @@ impl SessionStore for DynamoStore {
                 .set_expression_attribute_values(Some(values))
                 .build(),
         )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .condition_check(owner_check)
-                    .build(),
-            )
-            .send()
-            .await;
-        let error = match result {
-            Ok(_) => return Ok(CreateOutcome::Created),
-            Err(error) => error,
-        };
-        let Some(cancelled) = Cancelled::of(&error) else {
-            return Err(sdk_error("TransactWriteItems create session", error));
-        };
-        match (cancelled.code(0), cancelled.code(1)) {
-            (_, "ConditionalCheckFailed") => Ok(CreateOutcome::OwnerChanged),
-            // The id exists. Session ids are random, so this is our own write whose answer
-            // was lost and whose SDK retry then failed the condition: it landed if the
-            // stored session is this one (same secret hash). Anything else is a collision.
-            ("ConditionalCheckFailed", _) => match self.find_session(&session.id).await? {
-                Some(stored) if stored.current_hash == session.current_hash => {
-                    Ok(CreateOutcome::Created)
-                }
-                _ => Err(StoreError::Broken(
-                    "a new session's id is already taken by another session".into(),
-                )),
-            },
-            // The user record is being changed at this very moment: as good as changed.
-            _ if cancelled.conflicted() => Ok(CreateOutcome::OwnerChanged),
-            _ => Err(sdk_error("TransactWriteItems create session", error)),
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .condition_check(owner_check.clone())
+                        .build(),
+                )
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(CreateOutcome::Created),
+                Err(error) => error,
+            };
+            let Some(cancelled) = Cancelled::of(&error) else {
+                return Err(sdk_error("TransactWriteItems create session", error));
+            };
+            if !cancelled.conflicted() {
+                let codes = (cancelled.code(0).to_owned(), cancelled.code(1).to_owned());
+                return self.session_not_created(session, codes, error).await;
+            }
+            // Another login or a change of the same user at this moment: try again.
         }
+        Err(StoreError::Unavailable(
+            "creating the session kept conflicting with concurrent writes".into(),
+        ))
     }
 
     async fn find_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
@@ -486,14 +525,11 @@ impl SessionStore for DynamoStore {
                         updated.user_id.clone(),
                     ))),
                 )
-                .condition_expression(
-                    "attribute_not_exists(#k) OR #exp <= :now OR #until < :created",
-                )
-                .expression_attribute_names("#k", "key")
+                .condition_expression("attribute_not_exists(#bv) OR #exp <= :now OR #bv <= :uv")
                 .expression_attribute_names("#exp", "expires_at")
-                .expression_attribute_names("#until", "until_ms")
+                .expression_attribute_names("#bv", "below_version")
                 .expression_attribute_values(":now", n(now_secs))
-                .expression_attribute_values(":created", n(updated.created_ms))
+                .expression_attribute_values(":uv", n(updated.user_version))
                 .build(),
         )?;
         let result = self
@@ -595,12 +631,10 @@ impl SessionStore for DynamoStore {
             .table_name(&self.tables.revocations)
             .set_item(Some(revocation_to_item(revocation)));
         if matches!(revocation.key, RevocationKey::User(_)) {
-            // Never move a user-wide revocation back in time.
             request = request
-                .condition_expression("attribute_not_exists(#k) OR #until <= :until")
-                .expression_attribute_names("#k", "key")
-                .expression_attribute_names("#until", "until_ms")
-                .expression_attribute_values(":until", n(revocation.sessions_created_until_ms));
+                .condition_expression(USER_ENTRY_NEVER_BACK)
+                .expression_attribute_names("#bv", "below_version")
+                .expression_attribute_values(":bv", n(revocation.below_version));
         }
         match request.send().await {
             Ok(_) => Ok(()),
@@ -609,7 +643,7 @@ impl SessionStore for DynamoStore {
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(()) // a later user-wide revocation is already there
+                Ok(()) // a higher user-wide revocation is already there
             }
             Err(error) => Err(sdk_error("PutItem revocations", error)),
         }
