@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use tokenlife::Config;
 use tokenlife::clock::{Clock, SystemClock};
+use tokenlife::http::Function;
 use tokenlife::keys::{KeyRecord, RotationReport};
 
 /// What `tokenlife keys` was asked to do.
@@ -32,8 +33,7 @@ pub enum KeysCommand {
 
 pub fn run(command: KeysCommand, config: Config, runtime: tokio::runtime::Runtime) -> ExitCode {
     runtime.block_on(async {
-        let routes = "GET /admin/keys, POST /admin/keys/rotate, POST /admin/keys/<kid>/retire";
-        let app = match crate::deployment("keys", config, routes).await {
+        let app = match crate::deployment("keys", config, Function::RotateKeys).await {
             Ok(app) => app,
             Err(code) => return code,
         };

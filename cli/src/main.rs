@@ -21,6 +21,7 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser, Subcommand};
 use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
+use tokenlife::http::Function;
 use tokenlife::{App, Config};
 
 #[derive(Parser)]
@@ -114,13 +115,19 @@ fn with_config_and_runtime(
 
 /// The service of a deployment (the aws backend) for an operator command; the embedded
 /// default has no state outside a running server, so `command` refuses it (exit 2) and
-/// names the admin routes (`routes`) to use instead.
-async fn deployment(command: &str, config: Config, routes: &str) -> Result<App, ExitCode> {
+/// names the admin routes of `function` (the route table's) to use instead.
+async fn deployment(command: &str, config: Config, function: Function) -> Result<App, ExitCode> {
     if config.backend != Backend::Aws {
+        let routes: Vec<String> = function
+            .routes()
+            .filter(|route| matches!(route.handler, tokenlife::http::Handler::Admin(_)))
+            .map(|route| format!("{} {}", route.method, route.path))
+            .collect();
         eprintln!(
             "tokenlife {command}: works on the aws backend (TOKENLIFE_BACKEND=aws). The \
              embedded default keeps its state inside the running server: use its admin \
-             routes ({routes})."
+             routes ({}).",
+            routes.join(", ")
         );
         return Err(ExitCode::from(2));
     }

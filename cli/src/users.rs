@@ -8,6 +8,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use tokenlife::http::Function;
 use tokenlife::passwords::MAX_PASSWORD_BYTES;
 use tokenlife::service::{MIN_PASSWORD_CHARS, TokenService, UserChange, UserView};
 use tokenlife::{Config, Error};
@@ -87,9 +88,7 @@ pub fn run(command: UsersCommand, config: Config, runtime: tokio::runtime::Runti
         _ => None,
     };
     runtime.block_on(async {
-        let routes = "GET/POST /admin/users, GET/PATCH/DELETE /admin/users/<name>, \
-                      POST /admin/users/<name>/password";
-        let app = match crate::deployment("users", config, routes).await {
+        let app = match crate::deployment("users", config, Function::Users).await {
             Ok(app) => app,
             Err(code) => return code,
         };

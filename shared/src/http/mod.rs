@@ -19,8 +19,8 @@ use crate::service::{ADMIN_SCOPE, TokenService};
 use crate::token::AccessClaims;
 pub use request::origin_of;
 use request::{bearer_token, split_base_path};
-use routes::{Call, Handler};
-pub use routes::{Function, ROUTES, Route};
+use routes::Call;
+pub use routes::{Function, Handler, ROUTES, Route};
 
 /// How `tokenlife serve` starts its first line on stdout, before its base URL (scripts and
 /// the test harness read it).

@@ -381,6 +381,21 @@ mod tests {
         }
     }
 
+    /// Every route under `/admin` needs the admin scope (checked in one place, before its
+    /// handler runs), and every admin route is under `/admin`.
+    #[test]
+    fn admin_paths_are_admin_routes() {
+        for route in ROUTES {
+            assert_eq!(
+                route.path.starts_with("/admin/"),
+                matches!(route.handler, Handler::Admin(_)),
+                "{} {}",
+                route.method,
+                route.path
+            );
+        }
+    }
+
     #[test]
     fn function_names_round_trip() {
         for function in Function::ALL {
