@@ -1683,3 +1683,42 @@ async fn a_change_made_with_a_slow_clock_still_ends_every_session() {
     ));
     assert!(f.service.authorize(&grant.access_token).await.is_err());
 }
+
+/// `check` tells a usable deployment from one that is not, and changes nothing.
+#[tokio::test]
+async fn check_names_what_makes_a_deployment_unusable() {
+    use tokenlife::setup::check;
+    require_emulators();
+    let config = aws_config_named(&unique("chk"));
+    let clients = AwsClients::from_env().await;
+    let problems = |findings: &[tokenlife::setup::Finding]| -> Vec<String> {
+        findings
+            .iter()
+            .filter_map(|f| f.problem.as_ref().map(|p| format!("{}: {p}", f.what)))
+            .collect()
+    };
+    // Nothing there: each table named.
+    let findings = check(&config, &clients).await;
+    let missing = problems(&findings);
+    assert_eq!(missing.len(), 5, "{missing:?}");
+    assert!(missing[0].contains(&config.tables.users) && missing[0].contains("does not exist"));
+    // Tables but no key (what a deploy without the custom resource left).
+    ensure_tables(&clients.dynamodb, &config.tables)
+        .await
+        .unwrap();
+    let findings = check(&config, &clients).await;
+    assert_eq!(problems(&findings).len(), 1, "{findings:?}");
+    assert!(problems(&findings)[0].contains("no active signing key"));
+    assert!(
+        findings[1].what.contains("TTL on expires_at"),
+        "{findings:?}"
+    );
+    // Set up: all good; checking changed nothing.
+    ensure_tables_and_signing_key(&config, &clients)
+        .await
+        .unwrap();
+    let findings = check(&config, &clients).await;
+    assert!(problems(&findings).is_empty(), "{findings:?}");
+    assert!(findings.iter().any(|f| f.what.contains("enabled")));
+    assert_eq!(check(&config, &clients).await, findings);
+}

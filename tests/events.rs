@@ -668,3 +668,46 @@ fn template_retains_every_table() {
         );
     }
 }
+
+/// The stack's tables carry the names `TOKENLIFE_STACK` derives (`TableNames::for_stack`),
+/// and the functions are told the stack's name: one name finds the whole deployment.
+#[test]
+fn template_names_its_tables_after_the_stack() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    let names = tokenlife::store::TableNames::for_stack("${AWS::StackName}");
+    for (resource, name) in [
+        ("UsersTable", names.users),
+        ("SessionsTable", names.sessions),
+        ("RevocationsTable", names.revocations),
+        ("KeysTable", names.keys),
+    ] {
+        let start = template
+            .find(&format!("\n  {resource}:\n"))
+            .unwrap_or_else(|| panic!("template.yaml has no {resource}"));
+        // The resource ends where the next one (two-space indent) begins.
+        let body = &template[start + 1..];
+        let end = body
+            .match_indices("\n  ")
+            .find(|(i, _)| body[i + 3..].starts_with(|c: char| c.is_ascii_alphabetic()))
+            .map_or(body.len(), |(i, _)| i);
+        let body = &body[..end];
+        assert!(
+            body.contains(&format!("TableName: !Sub \"{name}\"")),
+            "{resource} is not named {name}: {body}"
+        );
+    }
+    assert!(template.contains("TOKENLIFE_STACK: !Ref AWS::StackName"));
+    for table_variable in [
+        "USERS_TABLE",
+        "SESSIONS_TABLE",
+        "REVOCATIONS_TABLE",
+        "KEYS_TABLE",
+    ] {
+        assert!(
+            !template.contains(&format!("TOKENLIFE_{table_variable}")),
+            "the stack's name alone names its tables"
+        );
+    }
+}

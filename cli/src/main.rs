@@ -2,7 +2,8 @@
 //!
 //! `tokenlife serve` runs every route of the Lambda functions in one process, on the backend
 //! the configuration names (the embedded default, or DynamoDB + KMS), through the very same
-//! handler code (`tokenlife::http::handle`). `tokenlife setup` creates the AWS resources;
+//! handler code (`tokenlife::http::handle`). `tokenlife setup` creates the AWS resources,
+//! `tokenlife check` tells whether they are usable;
 //! `tokenlife keys` and `tokenlife users` administer a deployment's signing keys and users
 //! through the same service code as the admin routes.
 //!
@@ -44,6 +45,10 @@ enum Command {
     /// Create the DynamoDB tables of the aws backend and, if there is none, an active KMS
     /// signing key (idempotent).
     Setup,
+    /// Tell whether the configuration names a usable deployment, changing nothing: tables
+    /// (ACTIVE, TTL on), an active signing key, KMS answering for it. Exits 1 naming what
+    /// is wrong.
+    Check,
     /// The signing keys of the aws backend.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -75,6 +80,10 @@ fn main() -> ExitCode {
         Command::Setup => {
             lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
             with_config_and_runtime("setup", setup::run)
+        }
+        Command::Check => {
+            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            with_config_and_runtime("check", setup::run_check)
         }
         Command::Keys(command) => {
             lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);

@@ -132,33 +132,55 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "TOKENLIFE_STACK",
+        default: Some("tokenlife"),
+        doc: "Name of the deployment — the CloudFormation stack's name (`aws`): its tables are `<name>-users`, `-sessions`, `-revocations` and `-keys`, as template.yaml names them. 1–128 of `A-Z a-z 0-9 -`, starting with a letter.",
+        kind: Kind::Text {
+            set: |c, text| {
+                let stack = text.trim();
+                let valid = (1..=128).contains(&stack.len())
+                    && stack.starts_with(|ch: char| ch.is_ascii_alphabetic())
+                    && stack
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
+                if !valid {
+                    return Err(format!(
+                        "expected a stack name (1-128 of A-Z a-z 0-9 -, starting with a letter), got {text:?}"
+                    ));
+                }
+                c.tables = TableNames::for_stack(stack);
+                Ok(())
+            },
+        },
+    },
+    Setting {
         name: "TOKENLIFE_USERS_TABLE",
-        default: Some("tokenlife-users"),
-        doc: "DynamoDB table of users (`aws`).",
+        default: None,
+        doc: "DynamoDB table of users (`aws`), if not `<TOKENLIFE_STACK>-users`.",
         kind: Kind::Table {
             set: |c, name| c.tables.users = name,
         },
     },
     Setting {
         name: "TOKENLIFE_SESSIONS_TABLE",
-        default: Some("tokenlife-sessions"),
-        doc: "DynamoDB table of sessions/refresh tokens (`aws`).",
+        default: None,
+        doc: "DynamoDB table of sessions/refresh tokens (`aws`), if not `<TOKENLIFE_STACK>-sessions`.",
         kind: Kind::Table {
             set: |c, name| c.tables.sessions = name,
         },
     },
     Setting {
         name: "TOKENLIFE_REVOCATIONS_TABLE",
-        default: Some("tokenlife-revocations"),
-        doc: "DynamoDB table of revocation entries (`aws`).",
+        default: None,
+        doc: "DynamoDB table of revocation entries (`aws`), if not `<TOKENLIFE_STACK>-revocations`.",
         kind: Kind::Table {
             set: |c, name| c.tables.revocations = name,
         },
     },
     Setting {
         name: "TOKENLIFE_KEYS_TABLE",
-        default: Some("tokenlife-keys"),
-        doc: "DynamoDB table of the signing-key registry (`aws`); its KMS keys are tagged `tokenlife-registry=<this name>`.",
+        default: None,
+        doc: "DynamoDB table of the signing-key registry (`aws`), if not `<TOKENLIFE_STACK>-keys`; its KMS keys are tagged `tokenlife-registry=<this name>`.",
         kind: Kind::Table {
             set: |c, name| c.tables.keys = name,
         },
@@ -708,6 +730,19 @@ mod tests {
         assert_eq!(config.tables.sessions, "prod.sessions");
         assert_eq!(config.tables.users, "tokenlife-users");
         assert_eq!(config.tables.keys, "prod.keys");
+        // A stack name names all four tables; a table variable overrides one.
+        let stack = config_from(&[
+            ("TOKENLIFE_STACK", "auth-prod"),
+            ("TOKENLIFE_KEYS_TABLE", "legacy-keys"),
+        ])
+        .unwrap();
+        assert_eq!(stack.tables.users, "auth-prod-users");
+        assert_eq!(stack.tables.revocations, "auth-prod-revocations");
+        assert_eq!(stack.tables.keys, "legacy-keys");
+        for bad in ["1st", "a_b", "a.b", &"x".repeat(129)] {
+            let error = config_from(&[("TOKENLIFE_STACK", bad)]).unwrap_err();
+            assert_eq!(error.variable, "TOKENLIFE_STACK");
+        }
         // The publish delay defaults to what the JWKS caches can hold.
         assert_eq!(config.key_publish_delay_secs(), 120);
         assert_eq!(config.key_deletion_window_days, 7);

@@ -3,6 +3,9 @@
 //! sessions table's `by-user` index, the keys table) and, when the key registry has no
 //! active key, a KMS signing key (ECC_NIST_P256 for ES256, RSA_2048 for RS256) made active
 //! at once. A second run changes nothing and says so.
+//!
+//! `tokenlife check` ([`check`]) reads the same things without changing any: whether the
+//! configuration names a usable deployment.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,4 +227,190 @@ pub async fn ensure_tables_and_signing_key(
         }
     }
     Ok(report)
+}
+
+/// One finding of [`check`]: what was looked at, and the problem, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub what: String,
+    pub problem: Option<String>,
+}
+
+impl Finding {
+    fn ok(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            problem: None,
+        }
+    }
+
+    fn problem(what: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            problem: Some(problem.into()),
+        }
+    }
+}
+
+/// Whether the configuration names a usable deployment, changing nothing: each table
+/// exists and is ACTIVE, with TTL on `expires_at` where tokenlife relies on it and the
+/// sessions table's `by-user` index; the key registry has an active key; KMS answers for it
+/// and has it enabled. One finding per thing looked at.
+pub async fn check(config: &Config, clients: &AwsClients) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let tables = &config.tables;
+    let specs = [
+        (&tables.users, false, false),
+        (&tables.sessions, true, true),
+        (&tables.revocations, true, false),
+        (&tables.keys, false, false),
+    ];
+    let mut tables_ok = true;
+    for (table, ttl, by_user_index) in specs {
+        let finding = check_table(&clients.dynamodb, table, ttl, by_user_index).await;
+        tables_ok &= finding.problem.is_none();
+        findings.push(finding);
+    }
+    if !tables_ok {
+        findings.push(Finding::problem(
+            "signing keys",
+            "not checked: the tables are not usable (`tokenlife setup`, or deploy the stack)",
+        ));
+        return findings;
+    }
+    let app = match App::aws(
+        config.clone(),
+        "https://check.invalid",
+        clients.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    {
+        Ok(app) => app,
+        Err(error) => {
+            findings.push(Finding::problem("signing keys", error.to_string()));
+            return findings;
+        }
+    };
+    let keys = match app.service.list_keys().await {
+        Ok(keys) => keys,
+        Err(error) => {
+            findings.push(Finding::problem(
+                format!("key registry in {}", tables.keys),
+                error.for_operator(),
+            ));
+            return findings;
+        }
+    };
+    let Some(active) = keys.iter().find(|k| k.state == KeyState::Active) else {
+        findings.push(Finding::problem(
+            format!("key registry in {}", tables.keys),
+            "no active signing key: logins and refreshes answer 503 (run `tokenlife setup` or `tokenlife keys rotate`)",
+        ));
+        return findings;
+    };
+    findings.push(Finding::ok(format!(
+        "key registry in {}: active key {} ({} keys in all)",
+        tables.keys,
+        active.kid,
+        keys.len()
+    )));
+    let what = format!("KMS key {}", active.key_ref);
+    findings.push(
+        match clients
+            .kms
+            .describe_key()
+            .key_id(&active.key_ref)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let state = output.key_metadata().and_then(|m| m.key_state());
+                if state == Some(&aws_sdk_kms::types::KeyState::Enabled) {
+                    Finding::ok(format!("{what}: enabled"))
+                } else {
+                    Finding::problem(
+                        what,
+                        format!("the active key is {state:?}, not Enabled: signing fails"),
+                    )
+                }
+            }
+            Err(error) => Finding::problem(
+                what,
+                format!(
+                    "KMS does not answer for it: {}",
+                    aws_sdk_kms::error::DisplayErrorContext(error)
+                ),
+            ),
+        },
+    );
+    findings
+}
+
+async fn check_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    ttl: bool,
+    by_user_index: bool,
+) -> Finding {
+    let what = format!("table {table}");
+    let described = match client.describe_table().table_name(table).send().await {
+        Ok(output) => output,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            return Finding::problem(what, "does not exist");
+        }
+        Err(e) => {
+            return Finding::problem(
+                what,
+                format!(
+                    "DynamoDB does not answer: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ),
+            );
+        }
+    };
+    let Some(description) = described.table() else {
+        return Finding::problem(what, "DescribeTable returned no description");
+    };
+    if description.table_status() != Some(&TableStatus::Active) {
+        return Finding::problem(
+            what,
+            format!("is {:?}, not ACTIVE", description.table_status()),
+        );
+    }
+    if by_user_index
+        && !description
+            .global_secondary_indexes()
+            .iter()
+            .any(|index| index.index_name() == Some(SESSIONS_BY_USER_INDEX))
+    {
+        return Finding::problem(what, format!("lacks the {SESSIONS_BY_USER_INDEX} index"));
+    }
+    if ttl {
+        let status = client
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.time_to_live_description().cloned());
+        let on = status.as_ref().is_some_and(|d| {
+            d.attribute_name() == Some("expires_at")
+                && matches!(
+                    d.time_to_live_status(),
+                    Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+                )
+        });
+        if !on {
+            return Finding::problem(
+                what,
+                "TTL on expires_at is off: expired sessions and entries are never deleted (`tokenlife setup` turns it on)",
+            );
+        }
+        return Finding::ok(format!("{what}: active, TTL on expires_at"));
+    }
+    Finding::ok(format!("{what}: active"))
 }

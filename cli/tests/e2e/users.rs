@@ -141,6 +141,22 @@ fn the_users_commands_administer_a_deployment() {
     };
     let dora_password = "dora-correct-horse";
 
+    // `check` finds the deployment usable; named wrongly, it says what is missing (exit 1).
+    let (code, out, err) = run(&["check"], "");
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(
+        out.contains("active key") && out.contains("enabled"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+    let output = server.cli_with(&["check"], "", &[("TOKENLIFE_STACK", "no-such-stack")]);
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  table no-such-stack-users: does not exist"),
+        "{out}"
+    );
+
     let (code, out, err) = run(
         &[
             "users",
@@ -262,6 +278,7 @@ fn the_command_line_follows_conventions() {
         &["help"],
         &["serve", "--help"],
         &["setup", "--help"],
+        &["check", "--help"],
         &["keys", "--help"],
         &["keys", "retire", "--help"],
         &["users", "--help"],

@@ -17,19 +17,10 @@ use crate::config::Backend;
 /// emulators are not configured.
 pub fn aws_env() -> Vec<(String, String)> {
     super::require_emulators();
-    let name = super::unique("e2e");
     vec![
         ("TOKENLIFE_BACKEND".into(), "aws".into()),
-        ("TOKENLIFE_USERS_TABLE".into(), format!("{name}-users")),
-        (
-            "TOKENLIFE_SESSIONS_TABLE".into(),
-            format!("{name}-sessions"),
-        ),
-        (
-            "TOKENLIFE_REVOCATIONS_TABLE".into(),
-            format!("{name}-revocations"),
-        ),
-        ("TOKENLIFE_KEYS_TABLE".into(), format!("{name}-keys")),
+        // One name for the deployment, as an operator would give it.
+        ("TOKENLIFE_STACK".into(), super::unique("e2e")),
     ]
 }
 
@@ -316,8 +307,19 @@ impl Server {
     /// through `tokenlife keys` — another process — on aws. Returns what was done.
     /// Runs `tokenlife <args>` with this server's settings (same tables), `stdin` piped in.
     pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        self.cli_with(args, stdin, &[])
+    }
+
+    /// [`Server::cli`] with some settings changed.
+    pub fn cli_with(
+        &self,
+        args: &[&str],
+        stdin: &str,
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         use std::io::Write;
         let mut child = tokenlife(&self.binary, &self.env)
+            .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -52,6 +52,19 @@ pub struct TableNames {
     pub keys: String,
 }
 
+impl TableNames {
+    /// The tables of deployment (stack) `stack`: `<stack>-users`, `<stack>-sessions`,
+    /// `<stack>-revocations`, `<stack>-keys` — the names template.yaml gives them.
+    pub fn for_stack(stack: &str) -> Self {
+        Self {
+            users: format!("{stack}-users"),
+            sessions: format!("{stack}-sessions"),
+            revocations: format!("{stack}-revocations"),
+            keys: format!("{stack}-keys"),
+        }
+    }
+}
+
 /// The condition of every write of a user-wide (`sub#`) entry: it never moves back to a
 /// lower `below_version` (`#bv`, `:bv`).
 const USER_ENTRY_NEVER_BACK: &str = "attribute_not_exists(#bv) OR #bv <= :bv";
