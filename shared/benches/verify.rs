@@ -67,11 +67,11 @@ fn setup(
         .service;
     let token = runtime.block_on(async {
         service
-            .put_user("bench", "bench password", vec!["user".into()])
+            .put_user("bench", "bench-correct-horse", vec!["user".into()])
             .await
             .unwrap();
         service
-            .login(LoginRequest::new("bench", "bench password"))
+            .login(LoginRequest::new("bench", "bench-correct-horse"))
             .await
             .unwrap()
             .access_token
