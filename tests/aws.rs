@@ -36,7 +36,8 @@ use tokenlife::{App, Error, TokenService};
 #[derive(Debug, Default)]
 struct CallCounter {
     calls: Mutex<Vec<String>>,
-    last_batch_get: Mutex<String>,
+    /// The body of the last request of each operation.
+    last_body: Mutex<HashMap<String, String>>,
 }
 
 impl CallCounter {
@@ -75,10 +76,11 @@ impl Intercept for Counting {
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let operation = operation_of(context).to_owned();
-        if operation == "BatchGetItem" {
-            let body = context.request().body().bytes().unwrap_or_default();
-            *self.0.last_batch_get.lock().unwrap() = String::from_utf8_lossy(body).into_owned();
-        }
+        let body = context.request().body().bytes().unwrap_or_default();
+        self.0.last_body.lock().unwrap().insert(
+            operation.clone(),
+            String::from_utf8_lossy(body).into_owned(),
+        );
         self.0.calls.lock().unwrap().push(operation);
         Ok(())
     }
@@ -664,7 +666,7 @@ async fn each_operation_makes_the_minimum_of_aws_calls() {
     assert_eq!(f.counter.take(), counts(&[("BatchGetItem", 1)]), "verify");
     // Strongly consistent: a revocation that answered 200 binds the next verification.
     let body: serde_json::Value =
-        serde_json::from_str(&f.counter.last_batch_get.lock().unwrap()).unwrap();
+        serde_json::from_str(&f.counter.last_body.lock().unwrap()["BatchGetItem"]).unwrap();
     let request = body["RequestItems"][&f.tables.revocations].clone();
     assert_eq!(request["ConsistentRead"], true, "{body}");
     assert_eq!(request["Keys"].as_array().map(Vec::len), Some(3));
@@ -1721,4 +1723,92 @@ async fn check_names_what_makes_a_deployment_unusable() {
     assert!(problems(&findings).is_empty(), "{findings:?}");
     assert!(findings.iter().any(|f| f.what.contains("enabled")));
     assert_eq!(check(&config, &clients).await, findings);
+}
+
+/// Issue 11 item 2: with a key manager role (template.yaml: rotate-keys'), a key is created
+/// untagged with its own key policy — the account's administrators, and tagging, reading
+/// and retiring for the manager — and tagged afterwards under that policy, so the role
+/// needs (and has) no IAM right to tag keys it did not make.
+#[tokio::test]
+async fn keys_are_created_with_their_own_policy_and_tagged_under_it() {
+    require_emulators();
+    let manager = "arn:aws:iam::000000000000:role/auth-RotateKeysFunctionRole-AbC";
+    let mut config = aws_config_named(&unique("kp"));
+    config.key_manager_role = Some(manager.to_owned());
+    let counter = Arc::new(CallCounter::default());
+    let clients = counted_clients(&counter).await;
+    ensure_tables(&clients.dynamodb, &config.tables)
+        .await
+        .unwrap();
+    let keys_table = config.tables.keys.clone();
+    let service = App::aws(
+        config,
+        "https://issuer.test",
+        clients.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+    .service;
+    counter.take();
+    service.ensure_active_key().await.unwrap();
+    let calls = counter.take();
+    assert_eq!(calls.get("CreateKey"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("TagResource"), Some(&1), "{calls:?}");
+    let bodies = counter.last_body.lock().unwrap().clone();
+    let create: serde_json::Value = serde_json::from_str(&bodies["CreateKey"]).unwrap();
+    assert!(create.get("Tags").is_none(), "created untagged: {create}");
+    assert_eq!(create["KeyUsage"], "SIGN_VERIFY");
+    let policy: serde_json::Value =
+        serde_json::from_str(create["Policy"].as_str().unwrap()).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 2, "{policy}");
+    assert_eq!(
+        statements[0]["Principal"]["AWS"],
+        "arn:aws:iam::000000000000:root"
+    );
+    assert_eq!(statements[0]["Action"], "kms:*");
+    assert_eq!(statements[1]["Principal"]["AWS"], manager);
+    let actions: Vec<&str> = statements[1]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"kms:TagResource") && actions.contains(&"kms:ScheduleKeyDeletion"));
+    assert!(
+        !actions.contains(&"kms:Sign"),
+        "signing is granted by tag, to login and refresh"
+    );
+    // Tagged for the registry, under the key's own policy.
+    let active = service.list_keys().await.unwrap().remove(0);
+    let tags = clients
+        .kms
+        .list_resource_tags()
+        .key_id(&active.key_ref)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .iter()
+            .any(|tag| tag.tag_key() == tokenlife::keys::kms::REGISTRY_TAG
+                && tag.tag_value() == keys_table)
+    );
+    // Without a manager role: KMS's default policy (no Policy sent).
+    let mut plain = aws_config_named(&unique("kp"));
+    plain.key_manager_role = None;
+    ensure_tables(&clients.dynamodb, &plain.tables)
+        .await
+        .unwrap();
+    App::aws(plain, "https://issuer.test", clients, Arc::new(SystemClock))
+        .await
+        .unwrap()
+        .service
+        .ensure_active_key()
+        .await
+        .unwrap();
+    let create: serde_json::Value =
+        serde_json::from_str(&counter.last_body.lock().unwrap()["CreateKey"]).unwrap();
+    assert!(create.get("Policy").is_none(), "{create}");
 }

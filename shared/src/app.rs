@@ -170,6 +170,7 @@ impl App {
             clients.kms,
             &config.tables.keys,
             config.key_deletion_window_days,
+            config.key_manager_role.as_deref(),
         ));
         let (keys, rotation) = key_management(&config, store.clone(), vault, &clock);
         let deps = Dependencies {

@@ -50,6 +50,9 @@ pub struct Config {
     /// `None`: see [`Config::key_publish_delay_secs`].
     pub key_publish_delay: Option<u64>,
     pub key_deletion_window_days: u8,
+    /// The role that creates this deployment's KMS keys and may tag and retire them, named
+    /// in each new key's own policy; `None`: KMS's default key policy.
+    pub key_manager_role: Option<String>,
     pub argon2: Argon2Params,
 }
 
@@ -335,6 +338,17 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "TOKENLIFE_KEY_MANAGER_ROLE",
+        default: None,
+        doc: "The IAM role ARN that creates this deployment's KMS keys (`aws`; template.yaml: the rotate-keys role). Each key it creates gets its own key policy letting this role (and the account's administrators) tag and retire it, so the role needs no IAM right to tag any key. Unset: KMS's default key policy.",
+        kind: Kind::Text {
+            set: |c, text| {
+                c.key_manager_role = Some(role_arn(text.trim())?);
+                Ok(())
+            },
+        },
+    },
+    Setting {
         name: "TOKENLIFE_ARGON2_MEMORY_KIB",
         default: Some("19456"),
         doc: "argon2id memory cost, KiB (OWASP: 19 MiB); at least 8 per lane.",
@@ -488,6 +502,7 @@ impl Config {
             key_cache_ttl_secs: 0,
             key_publish_delay: None,
             key_deletion_window_days: 0,
+            key_manager_role: None,
             argon2: Argon2Params {
                 memory_kib: 0,
                 iterations: 0,
@@ -507,6 +522,25 @@ impl Config {
     pub fn key_publish_delay_secs(&self) -> u64 {
         self.key_publish_delay
             .unwrap_or(self.jwks_max_age_secs + self.key_cache_ttl_secs)
+    }
+}
+
+/// An IAM role ARN (`arn:<partition>:iam::<12-digit account>:role/<path/name>`).
+fn role_arn(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    let valid = matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if !partition.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.starts_with("role/")
+            && resource.len() > 5
+            && !text.contains(['"', '\\', ',']));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "expected an IAM role ARN such as arn:aws:iam::123456789012:role/name, got {text:?}"
+        ))
     }
 }
 
@@ -730,6 +764,23 @@ mod tests {
         assert_eq!(config.tables.sessions, "prod.sessions");
         assert_eq!(config.tables.users, "tokenlife-users");
         assert_eq!(config.tables.keys, "prod.keys");
+        // The key manager: a role ARN only.
+        let manager = config_from(&[(
+            "TOKENLIFE_KEY_MANAGER_ROLE",
+            "arn:aws:iam::123456789012:role/tokenlife-RotateKeysFunctionRole-X1",
+        )])
+        .unwrap();
+        assert!(manager.key_manager_role.is_some());
+        for bad in [
+            "arn:aws:iam::123456789012:user/a",
+            "arn:aws:iam::12345:role/a",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:kms:eu-west-1:123456789012:key/a",
+            "role/a",
+        ] {
+            let error = config_from(&[("TOKENLIFE_KEY_MANAGER_ROLE", bad)]).unwrap_err();
+            assert_eq!(error.variable, "TOKENLIFE_KEY_MANAGER_ROLE", "{bad}");
+        }
         // A stack name names all four tables; a table variable overrides one.
         let stack = config_from(&[
             ("TOKENLIFE_STACK", "auth-prod"),

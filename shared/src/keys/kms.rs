@@ -6,10 +6,22 @@
 //! The public half comes from `GetPublicKey` (DER SubjectPublicKeyInfo), fetched once when
 //! a key is created and kept in the key registry, so a signer is built with no network call.
 //!
-//! [`KmsVault`] creates the keys rotation needs: `CreateKey` (SIGN_VERIFY, the algorithm's
-//! key spec) tagged `tokenlife-registry=<keys table>` — the tag the IAM policies in
-//! template.yaml require of every key a function may create, sign with or delete — and
-//! retires them with `ScheduleKeyDeletion` after a configurable window (7-30 days).
+//! [`KmsVault`] creates the keys rotation needs — `CreateKey` (SIGN_VERIFY, the algorithm's
+//! key spec) — and retires them with `ScheduleKeyDeletion` after a configurable window
+//! (7-30 days).
+//!
+//! **No role of ours can reach a key it did not make.** Keys are tagged
+//! `tokenlife-registry=<keys table>`, and the login and refresh roles may `kms:Sign` only
+//! with keys carrying that tag (template.yaml). So the right to tag must not reach beyond
+//! our own keys: with `TOKENLIFE_KEY_MANAGER_ROLE` set (template.yaml sets it to the
+//! rotate-keys role), each key is created untagged with its own key policy
+//! ([`key_policy`]) — the account's administrators as in KMS's default policy, and tagging,
+//! reading and retiring for the manager role — and then tagged under that policy. The
+//! manager role's IAM policy grants `kms:CreateKey` of signing keys and no `kms:TagResource`
+//! at all: it cannot tag (and so cannot pull into the registry's grants) any key of the
+//! account that it did not create. Without that setting (a laptop, the emulators, an
+//! operator's `tokenlife keys rotate`), keys get KMS's default key policy and the caller's
+//! IAM rights tag them.
 
 use async_trait::async_trait;
 use aws_sdk_kms::Client;
@@ -129,16 +141,64 @@ pub struct KmsVault {
     client: Client,
     registry_tag: String,
     deletion_window_days: i32,
+    /// The key policy of every key it creates; `None`: KMS's default.
+    policy: Option<String>,
 }
 
 impl KmsVault {
-    pub fn new(client: Client, registry_tag: &str, deletion_window_days: u8) -> Self {
+    /// `manager`: the role ARN that new keys' own policies let tag and retire them (see
+    /// the module docs); `None` for KMS's default key policy.
+    pub fn new(
+        client: Client,
+        registry_tag: &str,
+        deletion_window_days: u8,
+        manager: Option<&str>,
+    ) -> Self {
         Self {
             client,
             registry_tag: registry_tag.to_owned(),
             deletion_window_days: i32::from(deletion_window_days),
+            policy: manager.map(key_policy),
         }
     }
+}
+
+/// The key policy of a key made by role `manager`: the account's root (as in KMS's
+/// default policy, so the account's administrators keep control and IAM policies — the
+/// tag-conditioned `kms:Sign` of login and refresh — still apply), and for the manager what
+/// rotation needs: describe, read the public key, tag, schedule deletion, and replace the
+/// policy (KMS refuses a policy that would lock its creator out). The account and partition
+/// come from the manager's ARN.
+pub fn key_policy(manager: &str) -> String {
+    let mut arn = manager.splitn(6, ':');
+    let partition = arn.nth(1).unwrap_or("aws");
+    let account = arn.nth(2).unwrap_or("");
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:{partition}:iam::{account}:root") },
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "TokenlifeRotationManages",
+                "Effect": "Allow",
+                "Principal": { "AWS": manager },
+                "Action": [
+                    "kms:DescribeKey",
+                    "kms:GetPublicKey",
+                    "kms:TagResource",
+                    "kms:ScheduleKeyDeletion",
+                    "kms:PutKeyPolicy",
+                ],
+                "Resource": "*",
+            },
+        ],
+    })
+    .to_string()
 }
 
 #[async_trait]
@@ -162,7 +222,7 @@ impl KeyVault for KmsVault {
                 "tokenlife access-token signing key ({})",
                 self.registry_tag
             ))
-            .tags(tag)
+            .set_policy(self.policy.clone())
             .send()
             .await
             .map_err(|e| kms_error("CreateKey", e))?;
@@ -171,7 +231,20 @@ impl KeyVault for KmsVault {
             .and_then(|m| m.arn())
             .ok_or_else(|| KeyError::Invalid("KMS CreateKey returned no key ARN".into()))?
             .to_owned();
-        let signer = match KmsSigner::connect(self.client.clone(), &arn, algorithm).await {
+        // Tagged under the key's own policy (see the module docs), not an IAM right to tag.
+        let tagged = self
+            .client
+            .tag_resource()
+            .key_id(&arn)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| kms_error("TagResource", e));
+        let connected = match tagged {
+            Ok(_) => KmsSigner::connect(self.client.clone(), &arn, algorithm).await,
+            Err(error) => Err(error),
+        };
+        let signer = match connected {
             Ok(signer) => signer,
             Err(error) => {
                 // Never published: do not leave it behind.
