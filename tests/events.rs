@@ -58,6 +58,23 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ("revoke/access-token", 200, None),
     ("revoke/unknown-token", 200, None),
     ("revoke/missing-token", 400, Some("invalid_request")),
+    ("revoke/logout-cookie-from-allowed-origin", 200, None),
+    ("revoke/logout-bearer", 200, None),
+    ("revoke/logout-refresh-token-body", 200, None),
+    ("revoke/logout-nothing", 400, Some("invalid_request")),
+    (
+        "revoke/logout-cookie-from-other-origin",
+        403,
+        Some("access_denied"),
+    ),
+    (
+        "revoke/logout-cookie-origin-null",
+        403,
+        Some("access_denied"),
+    ),
+    ("login/json-from-allowed-origin", 200, None),
+    ("login/json-from-other-origin", 403, Some("access_denied")),
+    ("refresh/body-origin-null", 403, Some("access_denied")),
     ("users/admin-revoke-user", 200, None),
     (
         "users/admin-revoke-user-without-admin-scope",
@@ -320,6 +337,38 @@ async fn check_specifics(
             assert!(header("set-cookie").contains("Max-Age=0"), "cookie cleared");
         }
         "revoke/access-token" => assert!(service.authorize(&tokens.access).await.is_err()),
+        "revoke/logout-cookie-from-allowed-origin"
+        | "revoke/logout-bearer"
+        | "revoke/logout-refresh-token-body" => {
+            assert!(service.authorize(&tokens.access).await.is_err(), "{name}");
+            assert!(
+                service
+                    .refresh(RefreshRequest::new(tokens.refresh.clone()))
+                    .await
+                    .is_err(),
+                "{name}"
+            );
+            let cleared: Vec<_> = response
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(cleared.len(), 2, "{cleared:?}");
+            assert!(cleared[0].contains("Path=/refresh;") && cleared[0].contains("Max-Age=0"));
+            assert!(cleared[1].contains("Path=/logout;") && cleared[1].contains("Max-Age=0"));
+        }
+        "login/json-from-allowed-origin" => {
+            // A browser page gets the refresh token in the HttpOnly cookie only.
+            assert!(body.get("refresh_token").is_none(), "{body}");
+            assert!(body["access_token"].is_string());
+            let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+            assert_eq!(cookies.len(), 2, "set for /refresh and /logout");
+            assert_eq!(
+                header("access-control-allow-origin"),
+                "https://app.example.com"
+            );
+        }
         "users/admin-revoke-user" => {
             assert!(service.authorize(&tokens.access).await.is_err());
             service.authorize(&tokens.admin_access).await.unwrap();

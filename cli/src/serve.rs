@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
 use tokenlife::http::handlers::new_user_scopes;
-use tokenlife::http::request::MAX_BODY_BYTES;
+use tokenlife::http::request::{MAX_BODY_BYTES, PeerAddr};
 use tokenlife::http::{LISTENING, ROUTES, handle, response};
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
@@ -99,7 +99,7 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
     print_banner(&base_url, &app.service, &args.users);
 
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
@@ -110,7 +110,7 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
         tokio::spawn(async move {
             let answer = service_fn(move |request| {
                 let service = service.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(&service, request).await) }
+                async move { Ok::<_, std::convert::Infallible>(answer(&service, peer, request).await) }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), answer)
@@ -126,9 +126,13 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
 /// the shared handler.
 async fn answer(
     service: &TokenService,
+    peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // The connection's peer is the source address sessions record (no forwarded header is
+    // believed).
+    parts.extensions.insert(PeerAddr(peer.ip()));
     let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Err(_) => response::error(&Error::PayloadTooLarge),
         Ok(collected) => {

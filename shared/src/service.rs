@@ -22,8 +22,8 @@ use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
 use crate::store::{
-    CreateOutcome, ReplaceOutcome, Revocation, RevocationKey, Rotation, Session, SessionOwner,
-    SessionStore, UserStore,
+    CreateOutcome, Device, ReplaceOutcome, Revocation, RevocationKey, Rotation, Session,
+    SessionOwner, SessionStore, UserStore,
 };
 use crate::token::{AccessClaims, AccessTokenVerifier, TokenError, header_kid, sign_access_token};
 
@@ -40,6 +40,8 @@ pub struct LoginRequest {
     pub client_id: Option<String>,
     /// Space-separated subset of the user's scopes; all of them when absent.
     pub scope: Option<String>,
+    /// Where the request came from, recorded on the session.
+    pub device: Device,
 }
 
 impl LoginRequest {
@@ -50,6 +52,7 @@ impl LoginRequest {
             password: password.into(),
             client_id: None,
             scope: None,
+            device: Device::default(),
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct RefreshRequest {
     pub client_id: Option<String>,
     /// Space-separated subset of the session's scope.
     pub scope: Option<String>,
+    /// Where the request came from, recorded on the session.
+    pub device: Device,
 }
 
 impl RefreshRequest {
@@ -68,6 +73,7 @@ impl RefreshRequest {
             refresh_token: refresh_token.into(),
             client_id: None,
             scope: None,
+            device: Device::default(),
         }
     }
 }
@@ -204,6 +210,7 @@ impl TokenService {
             created_ms: now_ms,
             expires_at: now_ms / 1000 + self.config.refresh_ttl_secs,
             last_used_ms: now_ms,
+            device: request.device,
             generation: 0,
             current_hash: refresh.hash(),
             reuse_key,
@@ -320,6 +327,18 @@ impl TokenService {
                 generation: session.generation + 1,
                 current_hash: successor.hash(),
                 last_used_ms: now_ms,
+                device: Device {
+                    user_agent: request
+                        .device
+                        .user_agent
+                        .clone()
+                        .or_else(|| session.device.user_agent.clone()),
+                    source_ip: request
+                        .device
+                        .source_ip
+                        .clone()
+                        .or_else(|| session.device.source_ip.clone()),
+                },
                 last_rotation: Some(Rotation {
                     at_ms: now_ms,
                     sealed_successor: presented.seal_successor(&successor),
@@ -393,6 +412,24 @@ impl TokenService {
             .await?;
         tracing::info!(user = %claims.sub, "access token revoked");
         Ok(Revoked::AccessToken)
+    }
+
+    /// Logout with a bearer access token: ends the session it was issued in (its `sid`) and
+    /// every access token of that session. The token must verify (signature, issuer,
+    /// audience, times) but may already be revoked: logging out twice is still a success.
+    pub async fn logout_access_token(&self, bearer: &str) -> Result<(), Error> {
+        let now_secs = self.deps.clock.now_secs();
+        let claims = self
+            .with_key_ring(bearer, |ring| self.verifier.verify(ring, bearer, now_secs))
+            .await?;
+        let Some(session) = self.deps.sessions.find_session(&claims.sid).await? else {
+            return Ok(());
+        };
+        if session.user_id == claims.sub && !session.ended {
+            self.end_session(&session).await?;
+            tracing::info!(user = %session.user_id, "logout");
+        }
+        Ok(())
     }
 
     /// Revokes every session and access token of `username` in one write (the user record

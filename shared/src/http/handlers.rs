@@ -5,8 +5,10 @@
 use http::{HeaderValue, header};
 use lambda_http::{Body, Response};
 
-use super::request::{Params, caller_origin, cookie, json_body, params, query};
-use super::response::{REFRESH_COOKIE, json, no_store, refresh_cookie};
+use super::request::{
+    Params, bearer_token, caller_origin, cookie, device, json_body, params, query,
+};
+use super::response::{REFRESH_COOKIE, json, no_store, refresh_cookies};
 use super::routes::{Call, JWKS, REVOKE, TOKEN, USERINFO};
 use crate::error::Error;
 use crate::keys::{KeyRecord, RotationReport};
@@ -19,19 +21,27 @@ type Answer = Result<Response<Body>, Error>;
 
 /// `POST /login`: a password login; sets the refresh cookie.
 pub async fn login(call: Call<'_>) -> Answer {
+    let page = Page::of_cookie_setting(&call)?;
     let params = params(call.request)?;
-    let grant = call.service.login(login_request(&params)?).await?;
-    Ok(grant_response(call.service, grant, call.base_path, true))
+    let grant = call
+        .service
+        .login(login_request(&params, call.request)?)
+        .await?;
+    Ok(grant_response(&call, grant, true, page))
 }
 
 /// `POST /token`: the RFC 6749 token endpoint (password and refresh_token grants); no cookie.
 pub async fn token(call: Call<'_>) -> Answer {
     let params = params(call.request)?;
     let grant = match params.required("grant_type")?.as_str() {
-        "password" => call.service.login(login_request(&params)?).await?,
+        "password" => {
+            call.service
+                .login(login_request(&params, call.request)?)
+                .await?
+        }
         "refresh_token" => {
             call.service
-                .refresh(refresh_request(&params, None)?)
+                .refresh(refresh_request(&params, call.request, None)?)
                 .await?
         }
         other => {
@@ -40,35 +50,24 @@ pub async fn token(call: Call<'_>) -> Answer {
             ));
         }
     };
-    Ok(grant_response(call.service, grant, call.base_path, false))
+    Ok(grant_response(&call, grant, false, Page::NotABrowser))
 }
 
 /// `POST /refresh`: the token from the body, or else from the cookie — the latter only from
-/// an allowed browser origin (CSRF guard on top of SameSite=Strict).
+/// a trusted page (CSRF guard on top of SameSite=Strict).
 pub async fn refresh(call: Call<'_>) -> Answer {
-    let (service, request) = (call.service, call.request);
-    let params = params(request)?;
+    let page = Page::of_cookie_setting(&call)?;
+    let params = params(call.request)?;
     let from_cookie = if params.optional("refresh_token").is_some() {
         None
     } else {
-        let token = cookie(request, REFRESH_COOKIE).ok_or_else(|| {
+        Some(cookie_token(&call)?.ok_or_else(|| {
             Error::invalid_request("missing refresh_token (in the body, or the refresh cookie)")
-        })?;
-        let allowed = caller_origin(request).is_some_and(|origin| {
-            super::origin_of(service.issuer()).as_deref() == Some(origin.as_str())
-                || service.config().cors_origins.contains(&origin)
-        });
-        if !allowed {
-            return Err(Error::Forbidden(
-                "a cookie refresh needs an Origin (or Referer) of an allowed origin; non-browser clients send refresh_token in the body".into(),
-            ));
-        }
-        Some(token)
+        })?)
     };
-    let grant = service
-        .refresh(refresh_request(&params, from_cookie)?)
-        .await?;
-    Ok(grant_response(service, grant, call.base_path, true))
+    let request = refresh_request(&params, call.request, from_cookie)?;
+    let grant = call.service.refresh(request).await?;
+    Ok(grant_response(&call, grant, true, page))
 }
 
 /// `POST /revoke` (RFC 7009): always 200; a revoked session also clears the cookie.
@@ -79,11 +78,98 @@ pub async fn revoke(call: Call<'_>) -> Answer {
     let revoked = call.service.revoke(&token, hint.as_deref()).await?;
     let mut response = no_store(json(200, &serde_json::json!({})));
     if revoked == Revoked::Session && call.service.config().refresh_cookie {
-        response
-            .headers_mut()
-            .append(header::SET_COOKIE, refresh_cookie(None, call.base_path, 0));
+        clear_cookies(&mut response, call.base_path);
     }
     Ok(response)
+}
+
+/// `POST /logout`: ends the caller's session — the one of a `refresh_token` in the body, of
+/// the bearer access token's `sid`, or of the refresh cookie (from a trusted page only) —
+/// with its access tokens, and clears the cookie. Logging out again is still a success.
+pub async fn logout(call: Call<'_>) -> Answer {
+    Page::of_cookie_setting(&call)?;
+    let params = params(call.request)?;
+    let service = call.service;
+    if let Some(token) = params.optional("refresh_token") {
+        service.revoke(&token, Some("refresh_token")).await?;
+    } else if call.request.headers().contains_key(header::AUTHORIZATION) {
+        service
+            .logout_access_token(bearer_token(call.request)?)
+            .await?;
+    } else if let Some(token) = cookie_token(&call)? {
+        service.revoke(&token, Some("refresh_token")).await?;
+    } else {
+        return Err(Error::invalid_request(
+            "nothing to log out: send the refresh cookie, a refresh_token, or a bearer access token",
+        ));
+    }
+    let mut response = no_store(json(200, &serde_json::json!({})));
+    if service.config().refresh_cookie {
+        clear_cookies(&mut response, call.base_path);
+    }
+    Ok(response)
+}
+
+/// Who is calling, as the browser rules see it. A browser says where its page is in
+/// `Origin` (on every POST); servers, CLIs and mobile apps send none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    /// No `Origin`: not a browser page.
+    NotABrowser,
+    /// A page on the issuer's own origin or one of `TOKENLIFE_CORS_ORIGINS`.
+    Trusted,
+}
+
+impl Page {
+    /// For a request whose answer may set the refresh cookie: a browser page on any other
+    /// origin, or `Origin: null` (sandboxed frames, `file:`), is refused before any work, so
+    /// no foreign page can plant its own session in a victim's browser (login CSRF) or
+    /// clear the victim's cookie. With the cookie off there is nothing to plant.
+    fn of_cookie_setting(call: &Call<'_>) -> Result<Page, Error> {
+        let Some(origin) = call.request.headers().get(header::ORIGIN) else {
+            return Ok(Page::NotABrowser);
+        };
+        if !call.service.config().refresh_cookie {
+            return Ok(Page::NotABrowser); // no cookie: nothing to plant, the body carries all
+        }
+        let trusted = origin
+            .to_str()
+            .ok()
+            .and_then(super::origin_of)
+            .is_some_and(|origin| trusted_origin(call.service, &origin));
+        match trusted {
+            true => Ok(Page::Trusted),
+            false => Err(Error::Forbidden(
+                "this origin may not log in, refresh or log out with the refresh cookie".into(),
+            )),
+        }
+    }
+}
+
+/// The issuer's own origin, or one the configuration allows.
+fn trusted_origin(service: &TokenService, origin: &str) -> bool {
+    super::origin_of(service.issuer()).as_deref() == Some(origin)
+        || service.config().cors_origins.iter().any(|o| o == origin)
+}
+
+/// The refresh cookie's token, if the request carries one, for a cookie-only operation:
+/// allowed only from a trusted page — by `Origin`, or by `Referer` from a browser that sent
+/// no `Origin`; never from `Origin: null` (CSRF guard on top of SameSite=Strict).
+fn cookie_token(call: &Call<'_>) -> Result<Option<String>, Error> {
+    let Some(token) = cookie(call.request, REFRESH_COOKIE) else {
+        return Ok(None);
+    };
+    let headers = call.request.headers();
+    let page_origin = match headers.get(header::ORIGIN) {
+        Some(origin) => origin.to_str().ok().and_then(super::origin_of),
+        None => caller_origin(call.request),
+    };
+    if !page_origin.is_some_and(|origin| trusted_origin(call.service, &origin)) {
+        return Err(Error::Forbidden(
+            "a cookie refresh or logout needs an Origin (or Referer) of an allowed origin; non-browser clients send refresh_token in the body".into(),
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// `POST /admin/users/{username}/revoke`: every session and access token of the user.
@@ -310,16 +396,21 @@ pub fn rotation_report(report: &RotationReport) -> serde_json::Value {
     })
 }
 
-fn login_request(params: &Params) -> Result<LoginRequest, Error> {
+fn login_request(params: &Params, request: &lambda_http::Request) -> Result<LoginRequest, Error> {
     Ok(LoginRequest {
         username: params.required("username")?,
         password: params.required("password")?,
         client_id: params.optional("client_id"),
         scope: params.optional("scope"),
+        device: device(request),
     })
 }
 
-fn refresh_request(params: &Params, from_cookie: Option<String>) -> Result<RefreshRequest, Error> {
+fn refresh_request(
+    params: &Params,
+    request: &lambda_http::Request,
+    from_cookie: Option<String>,
+) -> Result<RefreshRequest, Error> {
     let refresh_token = match from_cookie {
         Some(token) => token,
         None => params.required("refresh_token")?,
@@ -328,23 +419,44 @@ fn refresh_request(params: &Params, from_cookie: Option<String>) -> Result<Refre
         refresh_token,
         client_id: params.optional("client_id"),
         scope: params.optional("scope"),
+        device: device(request),
     })
 }
 
+/// A grant as JSON, with the refresh cookie when `set_cookie` and the cookie is on. A
+/// browser page gets the refresh token only in that HttpOnly cookie, never in the body: a
+/// script on the page (an XSS included) must not be able to read and keep it.
 fn grant_response(
-    service: &TokenService,
+    call: &Call<'_>,
     grant: TokenGrant,
-    base_path: &str,
     set_cookie: bool,
+    page: Page,
 ) -> Response<Body> {
-    let mut response = no_store(json(200, &grant));
-    if set_cookie && service.config().refresh_cookie {
-        let cookie = refresh_cookie(
+    let config = call.service.config();
+    let cookie = set_cookie && config.refresh_cookie;
+    let mut body = serde_json::to_value(&grant).unwrap_or_default();
+    if let Some(members) = body
+        .as_object_mut()
+        .filter(|_| cookie && page == Page::Trusted)
+    {
+        members.remove("refresh_token");
+    }
+    let mut response = no_store(json(200, &body));
+    if cookie {
+        for value in refresh_cookies(
             Some(&grant.refresh_token),
-            base_path,
-            service.config().refresh_ttl_secs,
-        );
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+            call.base_path,
+            config.refresh_ttl_secs,
+        ) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
     }
     response
+}
+
+/// Clears the refresh cookie on every path it was set for.
+fn clear_cookies(response: &mut Response<Body>, base_path: &str) {
+    for value in refresh_cookies(None, base_path, 0) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use lambda_http::{Body, Request, RequestExt, request::RequestContext};
 
 use crate::error::Error;
+use crate::store::Device;
 use crate::token::{MAX_TOKEN_BYTES, TokenError};
 
 /// The largest request body any route accepts (`serve` stops reading there too).
@@ -253,6 +254,31 @@ pub fn origin_of(url: &str) -> Option<String> {
         return None;
     }
     Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+/// The peer address of a request `tokenlife serve` received (a request extension); API
+/// Gateway's requests carry theirs in the request context instead.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::IpAddr);
+
+/// The device a request comes from, as recorded on sessions: its `User-Agent` and its
+/// source address — API Gateway's (`requestContext.http.sourceIp` for HTTP APIs,
+/// `identity.sourceIp` for REST), or the connection's peer in `serve`. Forwarded headers
+/// are never believed.
+pub fn device(request: &Request) -> Device {
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let source_ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.clone(),
+        _ => request
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|peer| peer.0.to_string()),
+    };
+    Device::new(user_agent, source_ip)
 }
 
 /// The path prefix API Gateway put before our routes (its stage, when not `$default`), and

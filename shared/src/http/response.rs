@@ -5,7 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use lambda_http::Body;
 use serde::Serialize;
 
-use super::routes::REFRESH;
+use super::routes::COOKIE_ROUTES;
 use crate::error::Error;
 
 pub const REFRESH_COOKIE: &str = "tokenlife_refresh";
@@ -71,18 +71,28 @@ pub fn error(error: &Error) -> Response<Body> {
     response
 }
 
-/// The refresh-token cookie: HttpOnly, Secure, SameSite=Strict, sent only to the refresh
-/// route (under the stage prefix, if any). `None` clears it.
-pub fn refresh_cookie(value: Option<&str>, base_path: &str, max_age_secs: u64) -> HeaderValue {
-    let path = REFRESH.path;
+/// The refresh-token cookie, once for each route that reads it (refresh and logout; under
+/// the stage prefix, if any): HttpOnly, Secure, SameSite=Strict, so no other route and no
+/// script ever sees it. `None` clears it.
+pub fn refresh_cookies(
+    value: Option<&str>,
+    base_path: &str,
+    max_age_secs: u64,
+) -> Vec<HeaderValue> {
     let (token, max_age) = match value {
         Some(token) => (token, max_age_secs),
         None => ("", 0),
     };
-    let text = format!(
-        "{REFRESH_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path={base_path}{path}; Max-Age={max_age}"
-    );
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    COOKIE_ROUTES
+        .iter()
+        .filter_map(|route| {
+            let text = format!(
+                "{REFRESH_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path={base_path}{}; Max-Age={max_age}",
+                route.path
+            );
+            HeaderValue::from_str(&text).ok()
+        })
+        .collect()
 }
 
 /// Marks a response readable by `origin` with credentials (`handle` adds `Vary: Origin` to

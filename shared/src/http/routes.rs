@@ -117,6 +117,14 @@ pub const REVOKE: Route = Route {
     function: Function::Revoke,
     handler: Handler::Public(|call| Box::pin(handlers::revoke(call))),
 };
+pub const LOGOUT: Route = Route {
+    method: Method::POST,
+    path: "/logout",
+    function: Function::Revoke,
+    handler: Handler::Public(|call| Box::pin(handlers::logout(call))),
+};
+/// The routes the refresh cookie is sent to (its `Path`s): no other route ever sees it.
+pub const COOKIE_ROUTES: [&Route; 2] = [&REFRESH, &LOGOUT];
 pub const ADMIN_REVOKE_USER: Route = Route {
     method: Method::POST,
     path: "/admin/users/{username}/revoke",
@@ -202,6 +210,7 @@ pub const ROUTES: &[Route] = &[
     TOKEN,
     REFRESH,
     REVOKE,
+    LOGOUT,
     ADMIN_REVOKE_USER,
     ADMIN_LIST_USERS,
     ADMIN_CREATE_USER,

@@ -66,6 +66,7 @@ async fn scopes_can_be_narrowed_not_widened() {
         password: password_of("bob"),
         client_id: Some("cli".into()),
         scope: Some(scope.into()),
+        device: Device::default(),
     };
     assert_eq!(
         f.service.login(request("user")).await.unwrap().scope,
@@ -386,6 +387,7 @@ async fn reuse_is_detected_whatever_else_the_request_says() {
             refresh_token: first.refresh_token.clone(),
             client_id: Some("other-client".into()),
             scope: Some("admin".into()),
+            device: Device::default(),
         })
         .await;
     assert!(matches!(attempt, Err(Error::InvalidGrant(ref d)) if d.contains("already used")));

@@ -72,6 +72,9 @@ pub struct Session {
     /// Also the record's TTL attribute.
     pub expires_at: u64,
     pub last_used_ms: u64,
+    /// Where it was last used from ("your devices"): the client's `User-Agent`, truncated,
+    /// and source address, as of the login or the last refresh.
+    pub device: Device,
     /// Rotation counter: the generation of the one current refresh token.
     pub generation: u64,
     /// SHA-256 of the current refresh token's secret.
@@ -81,6 +84,35 @@ pub struct Session {
     /// The last rotation, for the grace window.
     pub last_rotation: Option<Rotation>,
     pub ended: bool,
+}
+
+/// What a session shows of the device that uses it. Both parts are what the client says or
+/// where the request came from: shown to the session's own user, never trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    /// At most [`Device::MAX_USER_AGENT_CHARS`] characters, no control characters.
+    pub user_agent: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+impl Device {
+    pub const MAX_USER_AGENT_CHARS: usize = 200;
+
+    /// A device as recorded: the user agent truncated and stripped of control characters.
+    pub fn new(user_agent: Option<&str>, source_ip: Option<String>) -> Self {
+        let user_agent = user_agent
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(Self::MAX_USER_AGENT_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|ua| !ua.is_empty());
+        Self {
+            user_agent,
+            source_ip: source_ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()),
+        }
+    }
 }
 
 /// What the grace window needs of the last rotation.

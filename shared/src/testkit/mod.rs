@@ -166,6 +166,7 @@ pub fn sample_session(created_ms: u64) -> Session {
         created_ms,
         expires_at: created_ms / 1000 + 3600,
         last_used_ms: created_ms,
+        device: crate::store::Device::new(Some("Mozilla/5.0 (test)"), Some("192.0.2.1".into())),
         generation: 0,
         current_hash: [1; 32],
         reuse_key: [2; 32],

@@ -5,7 +5,7 @@
 //! | table | key | attributes |
 //! |---|---|---|
 //! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL, `created_ms` N, `version` N (both absent on items written before they existed: 0) |
-//! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `user_version` N, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
+//! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `user_version` N, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `user_agent` S?, `source_ip` S?, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
 //! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`) | `expires_at` N (TTL), `below_version` N (for `sub#`) |
 //! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N} |
 //!
@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::keys::{KeyRecord, KeyRegistryDocument, KeyState, SigningAlgorithm};
-use crate::store::{Revocation, RevocationKey, Rotation, Session, StoreError, User};
+use crate::store::{Device, Revocation, RevocationKey, Rotation, Session, StoreError, User};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -140,6 +140,12 @@ pub fn session_to_item(session: &Session) -> Item {
     if let Some(client_id) = &session.client_id {
         item.insert("client_id".to_owned(), s(client_id));
     }
+    if let Some(user_agent) = &session.device.user_agent {
+        item.insert("user_agent".to_owned(), s(user_agent));
+    }
+    if let Some(source_ip) = &session.device.source_ip {
+        item.insert("source_ip".to_owned(), s(source_ip));
+    }
     if let Some(rotation) = &session.last_rotation {
         item.insert("rotated_at_ms".to_owned(), n(rotation.at_ms));
         item.insert("sealed_successor".to_owned(), b(&rotation.sealed_successor));
@@ -164,6 +170,10 @@ pub fn session_from_item(item: &Item) -> Result<Session, StoreError> {
         created_ms: get_n(item, "created_ms")?,
         expires_at: get_n(item, "expires_at")?,
         last_used_ms: get_n(item, "last_used_ms")?,
+        device: Device {
+            user_agent: get_s(item, "user_agent").ok(),
+            source_ip: get_s(item, "source_ip").ok(),
+        },
         generation: get_n(item, "generation")?,
         current_hash: get_b32(item, "current_hash")?,
         reuse_key: get_b32(item, "reuse_key")?,
