@@ -1762,7 +1762,7 @@ async fn keys_are_created_with_their_own_policy_and_tagged_under_it() {
     let policy: serde_json::Value =
         serde_json::from_str(create["Policy"].as_str().unwrap()).unwrap();
     let statements = policy["Statement"].as_array().unwrap();
-    assert_eq!(statements.len(), 2, "{policy}");
+    assert_eq!(statements.len(), 3, "{policy}");
     assert_eq!(
         statements[0]["Principal"]["AWS"],
         "arn:aws:iam::000000000000:root"
@@ -1775,10 +1775,21 @@ async fn keys_are_created_with_their_own_policy_and_tagged_under_it() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    assert!(actions.contains(&"kms:TagResource") && actions.contains(&"kms:ScheduleKeyDeletion"));
+    assert!(actions.contains(&"kms:ScheduleKeyDeletion"));
     assert!(
         !actions.contains(&"kms:Sign"),
         "signing is granted by tag, to login and refresh"
+    );
+    // Tagging: only with this registry's tag, and no other.
+    assert_eq!(statements[2]["Action"], "kms:TagResource");
+    assert_eq!(statements[2]["Principal"]["AWS"], manager);
+    assert_eq!(
+        statements[2]["Condition"]["StringEquals"]["aws:RequestTag/tokenlife-registry"],
+        keys_table.as_str()
+    );
+    assert_eq!(
+        statements[2]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+        serde_json::json!(["tokenlife-registry"])
     );
     // Tagged for the registry, under the key's own policy.
     let active = service.list_keys().await.unwrap().remove(0);

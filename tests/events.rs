@@ -711,7 +711,10 @@ fn template_retains_every_table() {
     assert_eq!(tables.len(), 4, "users, sessions, revocations, keys");
     for table in tables {
         assert!(
-            table.starts_with("    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n"),
+            // Kept on deletion and replacement; only a failed creation removes them.
+            table.starts_with(
+                "    DeletionPolicy: RetainExceptOnCreate\n    UpdateReplacePolicy: Retain\n"
+            ),
             "a table is not retained: {}",
             &table[..table.len().min(200)]
         );
@@ -759,4 +762,25 @@ fn template_names_its_tables_after_the_stack() {
             "the stack's name alone names its tables"
         );
     }
+}
+
+/// rotate-keys answers CloudFormation's custom resource before its own timeout: the work's
+/// bound and every delivery try fit in the function's `Timeout`.
+#[test]
+fn rotate_keys_has_time_to_answer_cloudformation() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    let start = template.find("CodeUri: functions/rotate-keys").unwrap();
+    let timeout: u64 = template[start..]
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Timeout: "))
+        .expect("rotate-keys sets its Timeout")
+        .parse()
+        .unwrap();
+    let longest = tokenlife::custom_resource::longest_answer();
+    assert!(
+        std::time::Duration::from_secs(timeout) > longest,
+        "rotate-keys' Timeout {timeout} s does not cover {longest:?}"
+    );
 }

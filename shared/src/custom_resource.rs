@@ -23,14 +23,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::TokenService;
 
-/// How long the work may take before the request is answered FAILED (the function's
-/// timeout in template.yaml is 30 s; the answer needs a little time of its own).
+/// How long the work may take before the request is answered FAILED.
 pub const WORK_TIMEOUT: Duration = Duration::from_secs(20);
-/// Tries at delivering an answer (CloudFormation's URL is S3: a 5xx is worth a retry).
+/// Tries at delivering an answer (CloudFormation's URL is S3: a 5xx is worth a retry), each
+/// given [`SEND_TIMEOUT`], the n-th after a pause of n × [`SEND_PAUSE`].
 const SEND_ATTEMPTS: u32 = 3;
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+const SEND_PAUSE: Duration = Duration::from_millis(500);
 
-/// A custom-resource request, the fields tokenlife needs (CloudFormation sends more).
-#[derive(Debug, Clone, Deserialize)]
+/// The longest a custom-resource request can take, work and every delivery try included:
+/// the rotate-keys function's timeout in template.yaml must exceed it (a test checks).
+pub const fn longest_answer() -> Duration {
+    let mut total = WORK_TIMEOUT.as_millis() as u64;
+    let mut attempt = 0;
+    while attempt < SEND_ATTEMPTS {
+        total += SEND_TIMEOUT.as_millis() as u64 + SEND_PAUSE.as_millis() as u64 * attempt as u64;
+        attempt += 1;
+    }
+    Duration::from_millis(total)
+}
+
+/// A custom-resource request, the fields tokenlife needs (CloudFormation sends more). No
+/// Debug: the pre-signed `ResponseURL` is a credential for writing the answer.
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Request {
     pub request_type: String,
@@ -46,6 +61,54 @@ impl Request {
     /// Whether a raw event is a custom-resource request.
     pub fn is(event: &serde_json::Value) -> bool {
         event.get("RequestType").is_some() && event.get("ResponseURL").is_some()
+    }
+
+    /// The request in `event`; a malformed one is still answered (FAILED) when it names a
+    /// response URL, so that CloudFormation does not wait for an answer that never comes.
+    pub fn of(event: &serde_json::Value) -> Result<Self, String> {
+        match serde_json::from_value::<Request>(event.clone()) {
+            Ok(request) => Ok(request),
+            Err(error) => {
+                let text = |name: &str| {
+                    event
+                        .get(name)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                if text("ResponseURL").is_empty() {
+                    return Err(format!("no ResponseURL to answer: {error}"));
+                }
+                Ok(Request {
+                    // An unknown type: answered FAILED.
+                    request_type: format!("(malformed request: {error})"),
+                    response_url: text("ResponseURL"),
+                    stack_id: text("StackId"),
+                    request_id: text("RequestId"),
+                    logical_resource_id: text("LogicalResourceId"),
+                    physical_resource_id: event
+                        .get("PhysicalResourceId")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
+                })
+            }
+        }
+    }
+}
+
+/// Where an answer may go: CloudFormation's pre-signed S3 URLs are https on an
+/// `amazonaws.com` (or `.com.cn`) host; plain http only to this machine (a local stand-in).
+/// Anything else is refused, so that whoever may invoke the function cannot make it send
+/// requests elsewhere.
+pub fn allowed_response_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    match uri.scheme_str() {
+        Some("https") => host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"),
+        Some("http") => matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]"),
+        _ => false,
     }
 }
 
@@ -137,6 +200,9 @@ pub async fn answer(service: &TokenService, request: &Request) -> Response {
 /// PUTs `response` to the request's pre-signed URL (https, or http for a local stand-in),
 /// retrying a failed delivery; `Err` once every try failed.
 pub async fn send(url: &str, response: &Response) -> Result<(), String> {
+    if !allowed_response_url(url) {
+        return Err("the ResponseURL is not CloudFormation's (https on amazonaws.com)".into());
+    }
     let body = serde_json::to_vec(response).map_err(|e| e.to_string())?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
@@ -149,19 +215,62 @@ pub async fn send(url: &str, response: &Response) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 0..SEND_ATTEMPTS {
         if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            tokio::time::sleep(SEND_PAUSE * attempt).await;
         }
         // No Content-Type: the URL was signed without one (S3 would refuse the signature).
         let request = http::Request::put(url)
             .header(http::header::CONTENT_LENGTH, body.len())
             .body(Full::new(Bytes::from(body.clone())))
             .map_err(|_| "the ResponseURL is not a URL".to_owned())?;
-        match tokio::time::timeout(Duration::from_secs(5), client.request(request)).await {
+        match tokio::time::timeout(SEND_TIMEOUT, client.request(request)).await {
             Ok(Ok(answer)) if answer.status().is_success() => return Ok(()),
             Ok(Ok(answer)) => last = format!("the response URL answered {}", answer.status()),
             Ok(Err(error)) => last = format!("cannot reach the response URL: {error}"),
-            Err(_) => last = "the response URL did not answer within 5 s".into(),
+            Err(_) => last = "the response URL did not answer in time".into(),
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_go_only_to_cloudformation_or_this_machine() {
+        for url in [
+            "https://cloudformation-custom-resource-response-euwest1.s3-eu-west-1.amazonaws.com/arn%3A?X-Amz-Signature=a",
+            "https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/x",
+            "http://127.0.0.1:8080/answer",
+            "http://localhost/answer",
+        ] {
+            assert!(allowed_response_url(url), "{url}");
+        }
+        for url in [
+            "http://cloudformation-custom-resource-response.s3.amazonaws.com/x",
+            "https://evil.example.com/x",
+            "https://amazonaws.com.evil.example/x",
+            "https://s3.amazonaws.com@evil.example/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(!allowed_response_url(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_request_with_a_url_is_still_answered() {
+        let event = serde_json::json!({
+            "RequestType": "Create",
+            "ResponseURL": "http://127.0.0.1:1/x",
+            "StackId": 42,
+        });
+        let request = Request::of(&event).unwrap();
+        assert!(request.request_type.starts_with("(malformed request"));
+        assert_eq!(request.response_url, "http://127.0.0.1:1/x");
+        let no_url = serde_json::json!({ "RequestType": "Create", "ResponseURL": 7 });
+        assert!(Request::of(&no_url).is_err());
+    }
 }

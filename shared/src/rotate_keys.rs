@@ -102,8 +102,8 @@ pub async fn handle_event(
             }
         },
         RotateKeysEvent::CustomResource => {
-            let request: crate::custom_resource::Request = serde_json::from_value(event.clone())
-                .map_err(|e| RotateKeysError::BadCustomResourceEvent(e.to_string()))?;
+            let request = crate::custom_resource::Request::of(event)
+                .map_err(RotateKeysError::BadCustomResourceEvent)?;
             let response = crate::custom_resource::answer(service, &request).await;
             tracing::info!(
                 request_type = %request.request_type,

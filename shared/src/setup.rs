@@ -390,27 +390,37 @@ async fn check_table(
         return Finding::problem(what, format!("lacks the {SESSIONS_BY_USER_INDEX} index"));
     }
     if ttl {
-        let status = client
+        let described = match client
             .describe_time_to_live()
             .table_name(table)
             .send()
             .await
-            .ok()
-            .and_then(|o| o.time_to_live_description().cloned());
-        let on = status.as_ref().is_some_and(|d| {
-            d.attribute_name() == Some("expires_at")
-                && matches!(
-                    d.time_to_live_status(),
-                    Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-                )
-        });
-        if !on {
-            return Finding::problem(
+        {
+            Ok(output) => output,
+            Err(e) => {
+                return Finding::problem(
+                    what,
+                    format!(
+                        "cannot read its TTL setting: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    ),
+                );
+            }
+        };
+        let description = described.time_to_live_description();
+        let on_expires_at = description.and_then(|d| d.attribute_name()) == Some("expires_at");
+        return match description.and_then(|d| d.time_to_live_status()) {
+            Some(TimeToLiveStatus::Enabled) if on_expires_at => {
+                Finding::ok(format!("{what}: active, TTL on expires_at"))
+            }
+            Some(TimeToLiveStatus::Enabling) if on_expires_at => {
+                Finding::ok(format!("{what}: active, TTL on expires_at being enabled"))
+            }
+            _ => Finding::problem(
                 what,
-                "TTL on expires_at is off: expired sessions and entries are never deleted (`tokenlife setup` turns it on)",
-            );
-        }
-        return Finding::ok(format!("{what}: active, TTL on expires_at"));
+                "TTL on expires_at is off: expired sessions and entries are never deleted (turn it on: `tokenlife setup`, or the stack's TimeToLiveSpecification)",
+            ),
+        };
     }
     Finding::ok(format!("{what}: active"))
 }

@@ -37,6 +37,15 @@ use crate::secrets::sha256;
 /// The tag every key tokenlife creates carries; its value is the keys table's name.
 pub const REGISTRY_TAG: &str = "tokenlife-registry";
 
+/// The pauses between tries of a `CreateKey` whose policy names a principal KMS does not
+/// see yet (15 s in all: within the custom resource's work bound).
+const POLICY_PRINCIPAL_WAITS: [std::time::Duration; 4] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(8),
+];
+
 pub struct KmsSigner {
     client: Client,
     key_id: String,
@@ -158,7 +167,7 @@ impl KmsVault {
             client,
             registry_tag: registry_tag.to_owned(),
             deletion_window_days: i32::from(deletion_window_days),
-            policy: manager.map(key_policy),
+            policy: manager.map(|manager| key_policy(manager, registry_tag)),
         }
     }
 }
@@ -169,7 +178,7 @@ impl KmsVault {
 /// rotation needs: describe, read the public key, tag, schedule deletion, and replace the
 /// policy (KMS refuses a policy that would lock its creator out). The account and partition
 /// come from the manager's ARN.
-pub fn key_policy(manager: &str) -> String {
+pub fn key_policy(manager: &str, registry_tag: &str) -> String {
     let mut arn = manager.splitn(6, ':');
     let partition = arn.nth(1).unwrap_or("aws");
     let account = arn.nth(2).unwrap_or("");
@@ -190,11 +199,21 @@ pub fn key_policy(manager: &str) -> String {
                 "Action": [
                     "kms:DescribeKey",
                     "kms:GetPublicKey",
-                    "kms:TagResource",
                     "kms:ScheduleKeyDeletion",
                     "kms:PutKeyPolicy",
                 ],
                 "Resource": "*",
+            },
+            {
+                "Sid": "TokenlifeRotationTagsForItsRegistry",
+                "Effect": "Allow",
+                "Principal": { "AWS": manager },
+                "Action": "kms:TagResource",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": { format!("aws:RequestTag/{REGISTRY_TAG}"): registry_tag },
+                    "ForAllValues:StringEquals": { "aws:TagKeys": [REGISTRY_TAG] },
+                },
             },
         ],
     })
@@ -213,19 +232,38 @@ impl KeyVault for KmsVault {
             .tag_value(&self.registry_tag)
             .build()
             .map_err(|e| KeyError::Invalid(format!("KMS tag: {e}")))?;
-        let created = self
-            .client
-            .create_key()
-            .key_spec(spec)
-            .key_usage(KeyUsageType::SignVerify)
-            .description(format!(
-                "tokenlife access-token signing key ({})",
-                self.registry_tag
-            ))
-            .set_policy(self.policy.clone())
-            .send()
-            .await
-            .map_err(|e| kms_error("CreateKey", e))?;
+        // A role created moments ago (a first deploy) may not be visible to KMS yet: a policy
+        // naming it is refused as malformed until it is. Wait and try again, a few times.
+        let mut waits = POLICY_PRINCIPAL_WAITS.iter();
+        let created = loop {
+            let result = self
+                .client
+                .create_key()
+                .key_spec(spec.clone())
+                .key_usage(KeyUsageType::SignVerify)
+                .description(format!(
+                    "tokenlife access-token signing key ({})",
+                    self.registry_tag
+                ))
+                .set_policy(self.policy.clone())
+                .send()
+                .await;
+            match result {
+                Ok(created) => break created,
+                Err(e)
+                    if self.policy.is_some()
+                        && e.as_service_error()
+                            .is_some_and(|e| e.is_malformed_policy_document_exception()) =>
+                {
+                    match waits.next() {
+                        Some(wait) => tokio::time::sleep(*wait).await,
+                        None => return Err(kms_error("CreateKey", e)),
+                    }
+                }
+                Err(e) => return Err(kms_error("CreateKey", e)),
+            }
+        };
+        tracing::info!(key = ?created.key_metadata().and_then(|m| m.arn()), "KMS signing key created");
         let arn = created
             .key_metadata()
             .and_then(|m| m.arn())
