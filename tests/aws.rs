@@ -1823,3 +1823,29 @@ async fn keys_are_created_with_their_own_policy_and_tagged_under_it() {
         serde_json::from_str(&counter.last_body.lock().unwrap()["CreateKey"]).unwrap();
     assert!(create.get("Policy").is_none(), "{create}");
 }
+
+/// Issue 12: "your devices" on both backends (see the case in the test kit); on DynamoDB a
+/// listing is one Query of the index plus one read of the user-wide entry.
+#[tokio::test]
+async fn your_devices_on_both_backends() {
+    let memory = tokenlife::testkit::Embedded::start().await;
+    tokenlife::testkit::your_devices(&memory.service, &memory.clock).await;
+    let f = fixture_with(|_| {}).await;
+    tokenlife::testkit::your_devices(&f.service, &f.clock).await;
+
+    f.add_alice().await;
+    let grant = f.login().await;
+    let me = f.service.authorize(&grant.access_token).await.unwrap();
+    f.counter.take();
+    let list = f
+        .service
+        .list_sessions(&me.sub, Some(&me.sid), None, None)
+        .await
+        .unwrap();
+    assert_eq!(list.sessions.len(), 1);
+    assert_eq!(
+        f.counter.take(),
+        counts(&[("Query", 1), ("BatchGetItem", 1)]),
+        "a listing"
+    );
+}

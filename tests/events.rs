@@ -75,6 +75,13 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ("login/json-from-allowed-origin", 200, None),
     ("login/json-from-other-origin", 403, Some("access_denied")),
     ("refresh/body-origin-null", 403, Some("access_denied")),
+    ("revoke/list-sessions", 200, None),
+    ("revoke/list-sessions-no-token", 401, Some("invalid_token")),
+    ("revoke/end-own-session", 200, None),
+    ("revoke/end-someone-elses-session", 404, Some("not_found")),
+    ("revoke/end-other-sessions", 200, None),
+    ("users/list-user-sessions", 200, None),
+    ("users/end-user-session", 200, None),
     ("users/admin-revoke-user", 200, None),
     (
         "users/admin-revoke-user-without-admin-scope",
@@ -174,6 +181,14 @@ async fn fresh_service() -> (Arc<TokenService>, Tokens) {
     (f.service, tokens)
 }
 
+/// The `sid` of an access token (its claims, unverified: the tests' own tokens).
+fn sid_of(access_token: &str) -> String {
+    let payload = access_token.split('.').nth(1).unwrap();
+    let bytes = tokenlife::secrets::b64url_decode(payload).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
 /// A login of alice on `service` (the kit's password).
 async fn login_alice(service: &TokenService) -> tokenlife::service::TokenGrant {
     tokenlife::testkit::On(service).login("alice").await
@@ -224,7 +239,9 @@ async fn every_sample_event_gets_the_expected_answer() {
             .unwrap()
             .replace("__ADMIN_ACCESS_TOKEN__", &tokens.admin_access)
             .replace("__ACCESS_TOKEN__", &tokens.access)
-            .replace("__REFRESH_TOKEN__", &tokens.refresh);
+            .replace("__REFRESH_TOKEN__", &tokens.refresh)
+            .replace("__ADMIN_SID__", &sid_of(&tokens.admin_access))
+            .replace("__SID__", &sid_of(&tokens.access));
         let request = lambda_http::request::from_str(&text)
             .unwrap_or_else(|e| panic!("events/{name}.json is not an API Gateway event: {e}"));
         let response = handle(&service, Some(served_by), request).await;
@@ -357,6 +374,21 @@ async fn check_specifics(
             assert_eq!(cleared.len(), 2, "{cleared:?}");
             assert!(cleared[0].contains("Path=/refresh;") && cleared[0].contains("Max-Age=0"));
             assert!(cleared[1].contains("Path=/logout;") && cleared[1].contains("Max-Age=0"));
+        }
+        "revoke/list-sessions" | "users/list-user-sessions" => {
+            let sessions = body["sessions"].as_array().unwrap();
+            assert_eq!(sessions.len(), 1, "{body}");
+            assert_eq!(sessions[0]["sid"], sid_of(&tokens.access).as_str());
+            assert_eq!(sessions[0]["current"], name == "revoke/list-sessions");
+            assert!(sessions[0].get("refresh_token").is_none());
+        }
+        "revoke/end-own-session" | "users/end-user-session" => {
+            assert!(service.authorize(&tokens.access).await.is_err(), "{name}");
+            service.authorize(&tokens.admin_access).await.unwrap();
+        }
+        "revoke/end-other-sessions" => {
+            assert_eq!(body["ended"], 0, "alice has only the current session");
+            service.authorize(&tokens.access).await.unwrap();
         }
         "login/json-from-allowed-origin" => {
             // A browser page gets the refresh token in the HttpOnly cookie only.
@@ -783,4 +815,18 @@ fn rotate_keys_has_time_to_answer_cloudformation() {
         std::time::Duration::from_secs(timeout) > longest,
         "rotate-keys' Timeout {timeout} s does not cover {longest:?}"
     );
+}
+
+/// The sessions table's `by-user` index projects exactly what a listing reads
+/// (`items::SESSION_SUMMARY_ATTRIBUTES`), as `tokenlife setup` creates it.
+#[test]
+fn template_projects_what_a_session_listing_reads() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    let line = format!(
+        "NonKeyAttributes: [{}]",
+        tokenlife::store::dynamodb::items::SESSION_SUMMARY_ATTRIBUTES.join(", ")
+    );
+    assert!(template.contains(&line), "template.yaml lacks {line:?}");
 }

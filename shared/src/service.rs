@@ -585,15 +585,7 @@ impl TokenService {
     }
 
     async fn user_revocation_covers(&self, session: &Session) -> Result<bool, Error> {
-        let now = self.deps.clock.now_secs();
-        let entries = self
-            .deps
-            .sessions
-            .find_revocations(&[RevocationKey::User(session.user_id.clone())])
-            .await?;
-        Ok(entries
-            .iter()
-            .any(|e| e.expires_at > now && session.user_version < e.below_version))
+        Ok(session.user_version < self.user_revoked_below(&session.user_id).await?)
     }
 }
 
@@ -655,9 +647,14 @@ fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error>
     Ok(wanted.join(" "))
 }
 
+mod sessions;
 #[cfg(test)]
 mod tests;
 mod users;
+
+pub use sessions::{
+    DEFAULT_SESSION_PAGE, MAX_ENDED_AT_ONCE, MAX_SESSION_PAGE, SessionList, SessionView,
+};
 
 pub use users::{
     Changed, DEFAULT_PAGE, MAX_PAGE, MIN_PASSWORD_CHARS, UserChange, UserList, UserView,

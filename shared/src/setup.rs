@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::keys::KeyState;
 use crate::store::TableNames;
 use crate::store::dynamodb::SESSIONS_BY_USER_INDEX;
+use crate::store::dynamodb::items::SESSION_SUMMARY_ATTRIBUTES;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
@@ -99,18 +100,31 @@ async fn create_table(
         .attribute_definitions(attribute(key)?)
         .key_schema(hash_key(key)?);
     if by_user_index {
+        // A user's sessions newest first, with what a listing shows ("your devices").
+        let created = KeySchemaElement::builder()
+            .attribute_name("created_ms")
+            .key_type(KeyType::Range)
+            .build()
+            .map_err(|e| fail("index definition", e))?;
+        let mut projection = Projection::builder().projection_type(ProjectionType::Include);
+        for attribute in SESSION_SUMMARY_ATTRIBUTES {
+            projection = projection.non_key_attributes(attribute);
+        }
         let index = GlobalSecondaryIndex::builder()
             .index_name(SESSIONS_BY_USER_INDEX)
             .key_schema(hash_key("user_id")?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::KeysOnly)
-                    .build(),
-            )
+            .key_schema(created)
+            .projection(projection.build())
             .build()
             .map_err(|e| fail("index definition", e))?;
+        let created_ms = AttributeDefinition::builder()
+            .attribute_name("created_ms")
+            .attribute_type(ScalarAttributeType::N)
+            .build()
+            .map_err(|e| fail("table definition", e))?;
         request = request
             .attribute_definitions(attribute("user_id")?)
+            .attribute_definitions(created_ms)
             .global_secondary_indexes(index);
     }
     match request.send().await {

@@ -172,15 +172,54 @@ fn cookie_token(call: &Call<'_>) -> Result<Option<String>, Error> {
     Ok(Some(token))
 }
 
-/// `POST /admin/users/{username}/revoke`: every session and access token of the user.
-pub async fn admin_revoke_user(call: Call<'_>, caller: AccessClaims) -> Answer {
-    let username = call.param.unwrap_or_default();
-    call.service.revoke_user(&caller, &username).await?;
-    Ok(json(200, &serde_json::json!({ "revoked": username })))
+/// `GET /sessions?limit=N&cursor=C`: the caller's live sessions, newest first.
+pub async fn list_sessions(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let (cursor, limit) = page_query(&call)?;
+    let list = call
+        .service
+        .list_sessions(&caller.sub, Some(&caller.sid), cursor.as_deref(), limit)
+        .await?;
+    Ok(no_store(json(200, &list)))
 }
 
-/// `GET /admin/users?limit=N&cursor=C`: one page of users.
-pub async fn admin_list_users(call: Call<'_>, _caller: AccessClaims) -> Answer {
+/// `DELETE /sessions/{sid}`: ends one of the caller's own sessions (404 for any other).
+pub async fn end_session(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let sid = call.param(0);
+    call.service.end_session_of(&caller.sub, &sid).await?;
+    Ok(no_store(json(200, &serde_json::json!({ "ended": sid }))))
+}
+
+/// `POST /sessions/revoke-others`: ends every session of the caller but the current one.
+pub async fn end_other_sessions(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let ended = call
+        .service
+        .end_other_sessions(&caller.sub, &caller.sid)
+        .await?;
+    Ok(no_store(json(200, &serde_json::json!({ "ended": ended }))))
+}
+
+/// `GET /admin/users/{username}/sessions`.
+pub async fn admin_list_user_sessions(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let (cursor, limit) = page_query(&call)?;
+    let user_id = call.service.user_id_of(&call.param(0)).await?;
+    let list = call
+        .service
+        .list_sessions(&user_id, None, cursor.as_deref(), limit)
+        .await?;
+    Ok(no_store(json(200, &list)))
+}
+
+/// `DELETE /admin/users/{username}/sessions/{sid}`.
+pub async fn admin_end_user_session(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let user_id = call.service.user_id_of(&call.param(0)).await?;
+    let sid = call.param(1);
+    call.service.end_session_of(&user_id, &sid).await?;
+    tracing::info!(admin = %caller.sub, user = %user_id, "session ended by an admin");
+    Ok(no_store(json(200, &serde_json::json!({ "ended": sid }))))
+}
+
+/// A listing's `?cursor=` and `?limit=`.
+fn page_query(call: &Call<'_>) -> Result<(Option<String>, Option<usize>), Error> {
     let query = query(call.request)?;
     let limit = match query.optional("limit") {
         None => None,
@@ -189,7 +228,19 @@ pub async fn admin_list_users(call: Call<'_>, _caller: AccessClaims) -> Answer {
                 .map_err(|_| Error::invalid_request("limit must be a number"))?,
         ),
     };
-    let cursor = query.optional("cursor");
+    Ok((query.optional("cursor"), limit))
+}
+
+/// `POST /admin/users/{username}/revoke`: every session and access token of the user.
+pub async fn admin_revoke_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+    let username = call.param(0);
+    call.service.revoke_user(&caller, &username).await?;
+    Ok(json(200, &serde_json::json!({ "revoked": username })))
+}
+
+/// `GET /admin/users?limit=N&cursor=C`: one page of users.
+pub async fn admin_list_users(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let (cursor, limit) = page_query(&call)?;
     let page = call.service.list_users(cursor.as_deref(), limit).await?;
     Ok(no_store(json(200, &page)))
 }
@@ -230,7 +281,7 @@ pub async fn admin_create_user(call: Call<'_>, caller: AccessClaims) -> Answer {
 
 /// `GET /admin/users/{username}`.
 pub async fn admin_show_user(call: Call<'_>, _caller: AccessClaims) -> Answer {
-    let user = call.service.user(&call.param.unwrap_or_default()).await?;
+    let user = call.service.user(&call.param(0)).await?;
     Ok(no_store(json(200, &user)))
 }
 
@@ -254,7 +305,7 @@ pub async fn admin_change_user(call: Call<'_>, caller: AccessClaims) -> Answer {
     };
     let changed = call
         .service
-        .change_user(&call.param.unwrap_or_default(), change, &caller.sub)
+        .change_user(&call.param(0), change, &caller.sub)
         .await?;
     Ok(no_store(json(200, &changed)))
 }
@@ -275,14 +326,14 @@ pub async fn admin_set_password(call: Call<'_>, caller: AccessClaims) -> Answer 
     };
     let changed = call
         .service
-        .change_user(&call.param.unwrap_or_default(), change, &caller.sub)
+        .change_user(&call.param(0), change, &caller.sub)
         .await?;
     Ok(no_store(json(200, &changed)))
 }
 
 /// `DELETE /admin/users/{username}`: removes the user and ends their sessions.
 pub async fn admin_remove_user(call: Call<'_>, caller: AccessClaims) -> Answer {
-    let username = call.param.unwrap_or_default();
+    let username = call.param(0);
     call.service.remove_user(&username, &caller.sub).await?;
     Ok(no_store(json(
         200,
@@ -308,7 +359,7 @@ pub async fn admin_rotate_keys(call: Call<'_>, caller: AccessClaims) -> Answer {
 
 /// `POST /admin/keys/{kid}/retire`: emergency retirement.
 pub async fn admin_retire_key(call: Call<'_>, caller: AccessClaims) -> Answer {
-    let kid = call.param.unwrap_or_default();
+    let kid = call.param(0);
     // A kid is an RFC 7638 thumbprint (base64url); anything else names no key, and is not
     // worth a log line.
     if kid.len() > 128

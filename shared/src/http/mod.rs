@@ -59,12 +59,12 @@ pub async fn handle(
             allow: allow_header(&candidates),
         }),
         Some(i) => {
-            let (route, param) = candidates.swap_remove(i);
+            let (route, params) = candidates.swap_remove(i);
             let call = Call {
                 service,
                 request: &request,
                 base_path: &base_path,
-                param,
+                params,
             };
             run(route, call).await
         }
@@ -116,7 +116,7 @@ async fn bearer_caller(call: &Call<'_>) -> Result<AccessClaims, Error> {
 }
 
 /// `Allow`: the methods of the routes on this path, and OPTIONS (CORS preflights).
-fn allow_header(candidates: &[(&Route, Option<String>)]) -> String {
+fn allow_header(candidates: &[(&Route, Vec<String>)]) -> String {
     let mut methods: Vec<&str> = candidates.iter().map(|(r, _)| r.method.as_str()).collect();
     methods.dedup();
     methods.push("OPTIONS");
@@ -183,7 +183,11 @@ mod tests {
             let path = route
                 .path
                 .replace("{username}", "root")
-                .replace("{kid}", &keys_before[0].kid);
+                .replace("{kid}", &keys_before[0].kid)
+                .replace(
+                    "{sid}",
+                    &alice.refresh_token[..alice.refresh_token.find('.').unwrap()],
+                );
             for (bearer, status) in [(Some(alice.access_token.as_str()), 403), (None, 401)] {
                 let mut request = http::Request::builder()
                     .method(route.method.clone())

@@ -20,8 +20,15 @@ pub struct Call<'a> {
     pub request: &'a Request,
     /// The API Gateway stage prefix (`/prod`), or empty.
     pub base_path: &'a str,
-    /// The route's `{…}` path segment, percent-decoded, if its pattern has one.
-    pub param: Option<String>,
+    /// The route's `{…}` path segments, percent-decoded, in order.
+    pub params: Vec<String>,
+}
+
+impl Call<'_> {
+    /// The `i`-th `{…}` segment of the path (empty if the pattern has none there).
+    pub fn param(&self, i: usize) -> String {
+        self.params.get(i).cloned().unwrap_or_default()
+    }
 }
 
 pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> + Send + 'a>>;
@@ -86,8 +93,8 @@ impl Function {
 /// One endpoint.
 pub struct Route {
     pub method: Method,
-    /// The path pattern as API Gateway and the README write it; one segment may be a
-    /// parameter in braces (`/admin/keys/{kid}/retire`).
+    /// The path pattern as API Gateway and the README write it; segments may be
+    /// parameters in braces (`/admin/keys/{kid}/retire`).
     pub path: &'static str,
     pub function: Function,
     pub handler: Handler,
@@ -122,6 +129,40 @@ pub const LOGOUT: Route = Route {
     path: "/logout",
     function: Function::Revoke,
     handler: Handler::Public(|call| Box::pin(handlers::logout(call))),
+};
+pub const LIST_SESSIONS: Route = Route {
+    method: Method::GET,
+    path: "/sessions",
+    function: Function::Revoke,
+    handler: Handler::Bearer(|call, caller| Box::pin(handlers::list_sessions(call, caller))),
+};
+pub const END_SESSION: Route = Route {
+    method: Method::DELETE,
+    path: "/sessions/{sid}",
+    function: Function::Revoke,
+    handler: Handler::Bearer(|call, caller| Box::pin(handlers::end_session(call, caller))),
+};
+pub const END_OTHER_SESSIONS: Route = Route {
+    method: Method::POST,
+    path: "/sessions/revoke-others",
+    function: Function::Revoke,
+    handler: Handler::Bearer(|call, caller| Box::pin(handlers::end_other_sessions(call, caller))),
+};
+pub const ADMIN_LIST_USER_SESSIONS: Route = Route {
+    method: Method::GET,
+    path: "/admin/users/{username}/sessions",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| {
+        Box::pin(handlers::admin_list_user_sessions(call, caller))
+    }),
+};
+pub const ADMIN_END_USER_SESSION: Route = Route {
+    method: Method::DELETE,
+    path: "/admin/users/{username}/sessions/{sid}",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| {
+        Box::pin(handlers::admin_end_user_session(call, caller))
+    }),
 };
 /// The routes the refresh cookie is sent to (its `Path`s): no other route ever sees it.
 pub const COOKIE_ROUTES: [&Route; 2] = [&REFRESH, &LOGOUT];
@@ -211,6 +252,9 @@ pub const ROUTES: &[Route] = &[
     REFRESH,
     REVOKE,
     LOGOUT,
+    LIST_SESSIONS,
+    END_SESSION,
+    END_OTHER_SESSIONS,
     ADMIN_REVOKE_USER,
     ADMIN_LIST_USERS,
     ADMIN_CREATE_USER,
@@ -218,6 +262,8 @@ pub const ROUTES: &[Route] = &[
     ADMIN_CHANGE_USER,
     ADMIN_REMOVE_USER,
     ADMIN_SET_PASSWORD,
+    ADMIN_LIST_USER_SESSIONS,
+    ADMIN_END_USER_SESSION,
     ADMIN_LIST_KEYS,
     ADMIN_ROTATE_KEYS,
     ADMIN_RETIRE_KEY,
@@ -227,30 +273,26 @@ pub const ROUTES: &[Route] = &[
 ];
 
 impl Route {
-    /// `Some(param)` when `path` fits this route's pattern (`param` is the decoded `{…}`
-    /// segment, if the pattern has one); `None` otherwise. A parameter segment must be
-    /// non-empty and strictly percent-encoded.
-    pub fn matches(&self, path: &str) -> Option<Option<String>> {
-        let mut param = None;
+    /// `Some(params)` when `path` fits this route's pattern (the decoded `{…}` segments, in
+    /// order); `None` otherwise. A parameter segment must be non-empty and strictly
+    /// percent-encoded.
+    pub fn matches(&self, path: &str) -> Option<Vec<String>> {
+        let mut params = Vec::new();
         let mut pattern = self.path.split('/');
         let mut actual = path.split('/');
         loop {
             match (pattern.next(), actual.next()) {
-                (None, None) => return Some(param),
+                (None, None) => return Some(params),
                 (Some(p), Some(a)) if p.starts_with('{') => {
                     if a.is_empty() {
                         return None;
                     }
-                    param = Some(percent_decode(a)?);
+                    params.push(percent_decode(a)?);
                 }
                 (Some(p), Some(a)) if p == a => {}
                 _ => return None,
             }
         }
-    }
-
-    fn has_param(&self) -> bool {
-        self.path.contains('{')
     }
 
     /// The same route behind a given base URL (`issuer` + path), for links such as the
@@ -260,14 +302,14 @@ impl Route {
     }
 }
 
-/// The routes whose pattern fits `path` (any method), each with its decoded parameter;
-/// routes without a parameter first, so a literal path wins over a pattern.
-pub fn matching(path: &str) -> Vec<(&'static Route, Option<String>)> {
+/// The routes whose pattern fits `path` (any method), each with its decoded parameters;
+/// routes with fewer parameters first, so a literal path wins over a pattern.
+pub fn matching(path: &str) -> Vec<(&'static Route, Vec<String>)> {
     let mut found: Vec<_> = ROUTES
         .iter()
-        .filter_map(|route| route.matches(path).map(|param| (route, param)))
+        .filter_map(|route| route.matches(path).map(|params| (route, params)))
         .collect();
-    found.sort_by_key(|(route, _)| route.has_param());
+    found.sort_by_key(|(route, _)| route.path.matches('{').count());
     found
 }
 
@@ -301,7 +343,7 @@ mod tests {
         matching(path)
             .into_iter()
             .next()
-            .map(|(route, param)| (route.path, param))
+            .map(|(route, params)| (route.path, params.into_iter().next()))
     }
 
     #[test]
@@ -310,7 +352,8 @@ mod tests {
             let path = route
                 .path
                 .replace("{username}", "alice")
-                .replace("{kid}", "k1");
+                .replace("{kid}", "k1")
+                .replace("{sid}", "s1");
             let found: Vec<_> = matching(&path)
                 .into_iter()
                 .filter(|(r, _)| r.method == route.method)

@@ -275,7 +275,7 @@ impl TokenService {
         }
     }
 
-    async fn existing_user(&self, username: &str) -> Result<User, Error> {
+    pub(super) async fn existing_user(&self, username: &str) -> Result<User, Error> {
         check_username(username)?;
         self.deps
             .users

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::{
     CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation,
-    RevocationKey, SaveOutcome, Session, SessionOwner, SessionStore, StoreError, User, UserPage,
-    UserStore,
+    RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner, SessionPage, SessionStore,
+    SessionSummary, StoreError, User, UserPage, UserStore,
 };
 use crate::clock::Clock;
 
@@ -217,6 +217,40 @@ impl SessionStore for MemoryStore {
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
         self.lock_for_write().put_revocation(revocation);
         Ok(())
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: &str,
+        after: Option<&SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage, StoreError> {
+        let now = self.clock.now_secs();
+        let state = self.lock();
+        let mut live: Vec<&Session> = state
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user_id && !s.ended && s.expires_at > now)
+            .collect();
+        // Newest first; the id breaks ties, as the DynamoDB index's order does not matter
+        // for them (a cursor names both).
+        live.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
+        let mut rest = live
+            .into_iter()
+            .filter(|s| after.is_none_or(|c| (s.created_ms, &s.id) < (c.created_ms, &c.id)));
+        let sessions: Vec<SessionSummary> = rest
+            .by_ref()
+            .take(limit)
+            .map(SessionSummary::from)
+            .collect();
+        let next = match rest.next() {
+            Some(_) => sessions.last().map(|s| SessionCursor {
+                created_ms: s.created_ms,
+                id: s.id.clone(),
+            }),
+            None => None,
+        };
+        Ok(SessionPage { sessions, next })
     }
 
     async fn find_revocations(

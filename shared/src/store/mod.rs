@@ -115,6 +115,49 @@ impl Device {
     }
 }
 
+/// What a listing shows of a session ("your devices"): never its secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: Option<String>,
+    pub user_version: u64,
+    pub created_ms: u64,
+    pub last_used_ms: u64,
+    pub expires_at: u64,
+    pub device: Device,
+}
+
+impl From<&Session> for SessionSummary {
+    fn from(session: &Session) -> Self {
+        Self {
+            id: session.id.clone(),
+            user_id: session.user_id.clone(),
+            client_id: session.client_id.clone(),
+            user_version: session.user_version,
+            created_ms: session.created_ms,
+            last_used_ms: session.last_used_ms,
+            expires_at: session.expires_at,
+            device: session.device.clone(),
+        }
+    }
+}
+
+/// Where a listing of sessions goes on: after the session created at `created_ms` with
+/// id `id` (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub created_ms: u64,
+    pub id: String,
+}
+
+/// A page of a user's live sessions, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionSummary>,
+    pub next: Option<SessionCursor>,
+}
+
 /// What the grace window needs of the last rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -221,6 +264,16 @@ pub trait SessionStore: Send + Sync {
     /// Writes a revocation entry (for users, a higher `below_version` wins; an entry never
     /// moves back).
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
+    /// The user's sessions that are neither ended nor past their absolute end, newest first:
+    /// at most `limit` after `after`. On DynamoDB one `Query` of the sessions table's
+    /// `by-user` index (user, then creation time), which reads at most `limit` items: a page
+    /// may be short, even empty, and still have a `next`.
+    async fn list_sessions(
+        &self,
+        user_id: &str,
+        after: Option<&SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage, StoreError>;
     /// The entries present for `keys`, in one round trip. Expired entries may be returned.
     async fn find_revocations(&self, keys: &[RevocationKey])
     -> Result<Vec<Revocation>, StoreError>;

@@ -385,6 +385,180 @@ pub async fn changes_that_take_away_end_sessions(service: &TokenService, clock: 
     on.login(rita).await;
 }
 
+/// Issue 12's "your devices", on any service: sessions listed newest first with their
+/// devices and the current one marked, in pages; refreshes update "last used"; a user ends
+/// one of their sessions (another user's is 404), or all others; ended, expired and
+/// user-wide revoked sessions are not listed.
+pub async fn your_devices(service: &TokenService, clock: &ManualClock) {
+    use crate::store::Device;
+    let suffix = unique("d");
+    let ada = format!("ada-{suffix}");
+    let bob = format!("bob-{suffix}");
+    let on = &On(service);
+    on.add_user(&ada, &["user"]).await;
+    on.add_user(&bob, &["user"]).await;
+    let login_from = |user_agent: &str, ip: &str| LoginRequest {
+        device: Device::new(Some(user_agent), Some(ip.to_owned())),
+        ..LoginRequest::new(ada.clone(), password_of(&ada))
+    };
+    let phone = service
+        .login(login_from("Phone/1.0", "198.51.100.7"))
+        .await
+        .unwrap();
+    clock.advance_ms(1000);
+    let laptop = service
+        .login(login_from("Laptop/1.0", "2001:db8::1"))
+        .await
+        .unwrap();
+    clock.advance_ms(1000);
+    let tablet = service
+        .login(login_from("Tablet/1.0\u{7}", "203.0.113.9"))
+        .await
+        .unwrap();
+    let bobs = on.login(&bob).await;
+    let me = service.authorize(&tablet.access_token).await.unwrap();
+    let sid_of = |grant: &TokenGrant| grant.refresh_token.split('.').next().unwrap().to_owned();
+
+    let list = service
+        .list_sessions(&me.sub, Some(&me.sid), None, None)
+        .await
+        .unwrap();
+    let sids: Vec<&str> = list.sessions.iter().map(|s| s.sid.as_str()).collect();
+    assert_eq!(
+        sids,
+        [sid_of(&tablet), sid_of(&laptop), sid_of(&phone)],
+        "newest first"
+    );
+    assert!(list.sessions[0].current && !list.sessions[1].current);
+    assert_eq!(
+        list.sessions[0].user_agent.as_deref(),
+        Some("Tablet/1.0"),
+        "no control characters"
+    );
+    assert_eq!(list.sessions[1].source_ip.as_deref(), Some("2001:db8::1"));
+    assert!(list.next_cursor.is_none());
+
+    // Pages of two.
+    let first = service
+        .list_sessions(&me.sub, None, None, Some(2))
+        .await
+        .unwrap();
+    assert_eq!(first.sessions.len(), 2);
+    let cursor = first.next_cursor.expect("a second page");
+    let second = service
+        .list_sessions(&me.sub, None, Some(&cursor), Some(2))
+        .await
+        .unwrap();
+    assert_eq!(second.sessions.len(), 1);
+    assert_eq!(second.sessions[0].sid, sid_of(&phone));
+    assert!(second.next_cursor.is_none());
+    assert!(
+        service
+            .list_sessions(&me.sub, None, Some("not-a-cursor!"), None)
+            .await
+            .is_err()
+    );
+
+    // A refresh updates when and where from.
+    clock.advance_ms(5000);
+    let refreshed = service
+        .refresh(RefreshRequest {
+            device: Device::new(Some("Phone/2.0"), Some("198.51.100.8".into())),
+            ..RefreshRequest::new(phone.refresh_token.clone())
+        })
+        .await
+        .unwrap();
+    let list = service
+        .list_sessions(&me.sub, None, None, None)
+        .await
+        .unwrap();
+    let phone_view = list
+        .sessions
+        .iter()
+        .find(|s| s.sid == sid_of(&phone))
+        .unwrap();
+    assert_eq!(phone_view.user_agent.as_deref(), Some("Phone/2.0"));
+    assert_eq!(phone_view.last_used_at, clock.now_secs());
+
+    // Another user's session, or none: 404, nothing changes.
+    for sid in [sid_of(&bobs), "no-such-session".to_owned()] {
+        assert!(matches!(
+            service.end_session_of(&me.sub, &sid).await,
+            Err(Error::NotFound(_))
+        ));
+    }
+    service.authorize(&bobs.access_token).await.unwrap();
+
+    // End the laptop's session: its tokens stop working, it is no longer listed, and
+    // ending it again is 404.
+    service
+        .end_session_of(&me.sub, &sid_of(&laptop))
+        .await
+        .unwrap();
+    assert!(service.authorize(&laptop.access_token).await.is_err());
+    assert!(on.refresh(&laptop.refresh_token).await.is_err());
+    assert!(matches!(
+        service.end_session_of(&me.sub, &sid_of(&laptop)).await,
+        Err(Error::NotFound(_))
+    ));
+    let listed = service
+        .list_sessions(&me.sub, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.sessions.len(), 2);
+
+    // Sign out everywhere else: only the current one is left.
+    assert_eq!(
+        service.end_other_sessions(&me.sub, &me.sid).await.unwrap(),
+        1
+    );
+    assert!(on.refresh(&refreshed.refresh_token).await.is_err());
+    let left = service
+        .list_sessions(&me.sub, Some(&me.sid), None, None)
+        .await
+        .unwrap();
+    assert_eq!(left.sessions.len(), 1);
+    assert!(left.sessions[0].current);
+    service.authorize(&tablet.access_token).await.unwrap();
+
+    // A user-wide revocation (a new password) ends it too: not listed any more.
+    let change = crate::service::UserChange {
+        password: Some("another long passphrase".into()),
+        ..Default::default()
+    };
+    service.change_user(&ada, change, "test").await.unwrap();
+    clock.advance_ms(1);
+    assert!(
+        service
+            .list_sessions(&me.sub, None, None, None)
+            .await
+            .unwrap()
+            .sessions
+            .is_empty()
+    );
+
+    // Past their absolute end, sessions are not listed either.
+    let bob_id = service.authorize(&bobs.access_token).await.unwrap().sub;
+    assert_eq!(
+        service
+            .list_sessions(&bob_id, None, None, None)
+            .await
+            .unwrap()
+            .sessions
+            .len(),
+        1
+    );
+    clock.advance_secs(service.config().refresh_ttl_secs + 1);
+    assert!(
+        service
+            .list_sessions(&bob_id, None, None, None)
+            .await
+            .unwrap()
+            .sessions
+            .is_empty()
+    );
+}
+
 /// Two tests from one case function: a module `<name>` with tests `in_memory` and
 /// `on_aws`, calling `case(Backend::Memory)` / `case(Backend::Aws)` (a function of the
 /// module that uses the macro). With `async`, the case is awaited in a `#[tokio::test]`;

@@ -16,7 +16,9 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::keys::{KeyRecord, KeyRegistryDocument, KeyState, SigningAlgorithm};
-use crate::store::{Device, Revocation, RevocationKey, Rotation, Session, StoreError, User};
+use crate::store::{
+    Device, Revocation, RevocationKey, Rotation, Session, SessionSummary, StoreError, User,
+};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -179,6 +181,35 @@ pub fn session_from_item(item: &Item) -> Result<Session, StoreError> {
         reuse_key: get_b32(item, "reuse_key")?,
         last_rotation,
         ended: get_bool(item, "ended"),
+    })
+}
+
+/// The attributes the sessions table's `by-user` index projects besides its keys (`id`,
+/// `user_id`, `created_ms`): what a listing shows. template.yaml and `tokenlife setup`
+/// declare the same.
+pub const SESSION_SUMMARY_ATTRIBUTES: [&str; 7] = [
+    "client_id",
+    "user_version",
+    "last_used_ms",
+    "expires_at",
+    "ended",
+    "user_agent",
+    "source_ip",
+];
+
+pub fn session_summary_from_item(item: &Item) -> Result<SessionSummary, StoreError> {
+    Ok(SessionSummary {
+        id: get_s(item, "id")?,
+        user_id: get_s(item, "user_id")?,
+        client_id: get_s(item, "client_id").ok(),
+        user_version: get_n_or_zero(item, "user_version")?,
+        created_ms: get_n(item, "created_ms")?,
+        last_used_ms: get_n(item, "last_used_ms")?,
+        expires_at: get_n(item, "expires_at")?,
+        device: Device {
+            user_agent: get_s(item, "user_agent").ok(),
+            source_ip: get_s(item, "source_ip").ok(),
+        },
     })
 }
 

@@ -32,14 +32,14 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation,
-    RevocationKey, SaveOutcome, Session, SessionOwner, SessionStore, StoreError, User, UserPage,
-    UserStore,
+    RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner, SessionPage, SessionStore,
+    StoreError, User, UserPage, UserStore,
 };
 use crate::clock::Clock;
 use items::{
     Item, KEY_REGISTRY_ID, get_bool, get_n, get_s, key_registry_from_item, key_registry_to_item, n,
     revocation_from_item, revocation_key_text, revocation_to_item, s, session_from_item,
-    session_to_item, user_from_item, user_to_item,
+    session_summary_from_item, session_to_item, user_from_item, user_to_item,
 };
 
 /// The table names.
@@ -660,6 +660,52 @@ impl SessionStore for DynamoStore {
             }
             Err(error) => Err(sdk_error("PutItem revocations", error)),
         }
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: &str,
+        after: Option<&SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage, StoreError> {
+        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.tables.sessions)
+            .index_name(SESSIONS_BY_USER_INDEX)
+            .key_condition_expression("user_id = :user")
+            .filter_expression("#ended = :false AND #exp > :now")
+            .expression_attribute_names("#ended", "ended")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_values(":user", s(user_id))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", n(self.clock.now_secs()))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(after) = after {
+            request = request
+                .exclusive_start_key("user_id", s(user_id))
+                .exclusive_start_key("created_ms", n(after.created_ms))
+                .exclusive_start_key("id", s(&after.id));
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query sessions by-user", e))?;
+        let sessions = output
+            .items()
+            .iter()
+            .map(session_summary_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(key) => Some(SessionCursor {
+                created_ms: get_n(key, "created_ms")?,
+                id: get_s(key, "id")?,
+            }),
+            None => None,
+        };
+        Ok(SessionPage { sessions, next })
     }
 
     async fn find_revocations(
