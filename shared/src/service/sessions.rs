@@ -116,11 +116,10 @@ impl TokenService {
                 if ended >= MAX_ENDED_AT_ONCE {
                     return Ok(ended);
                 }
-                if let Some(session) = self.deps.sessions.find_session(&summary.id).await? {
-                    if !session.ended {
-                        self.end_session(&session).await?;
-                        ended += 1;
-                    }
+                let session = self.deps.sessions.find_session(&summary.id).await?;
+                if let Some(session) = session.filter(|s| !s.ended) {
+                    self.end_session(&session).await?;
+                    ended += 1;
                 }
             }
             match page.next {
