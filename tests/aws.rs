@@ -685,6 +685,20 @@ async fn each_operation_makes_the_minimum_of_aws_calls() {
         counts(&[]),
         "verify, cached revoked answer"
     );
+
+    let disable = tokenlife::service::UserChange {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    f.service
+        .change_user("alice", disable, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.counter.take(),
+        counts(&[("GetItem", 1), ("TransactWriteItems", 1)]),
+        "a user change that ends the user's sessions"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -537,8 +537,23 @@ pub async fn your_devices(service: &TokenService, clock: &ManualClock) {
             .is_empty()
     );
 
-    // Past their absolute end, sessions are not listed either.
+    // Logout with an access token ends its session (and is still a success a second time,
+    // when the token is already revoked); bob's other session is untouched.
     let bob_id = service.authorize(&bobs.access_token).await.unwrap().sub;
+    let bobs_second = on.login(&bob).await;
+    service
+        .logout_access_token(&bobs_second.access_token)
+        .await
+        .unwrap();
+    service
+        .logout_access_token(&bobs_second.access_token)
+        .await
+        .unwrap();
+    assert!(service.authorize(&bobs_second.access_token).await.is_err());
+    assert!(on.refresh(&bobs_second.refresh_token).await.is_err());
+    service.authorize(&bobs.access_token).await.unwrap();
+
+    // Past their absolute end, sessions are not listed either.
     assert_eq!(
         service
             .list_sessions(&bob_id, None, None, None)
