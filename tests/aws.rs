@@ -1863,3 +1863,29 @@ async fn your_devices_on_both_backends() {
         "a listing"
     );
 }
+
+/// Review of issue 12: ended sessions stay in the index until TTL deletes them, and
+/// DynamoDB counts a query's limit before its filter; a page of "your devices" must still
+/// find the live session behind them (a page of one, behind three ended newer ones).
+#[tokio::test]
+async fn a_session_page_looks_past_ended_sessions() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    let live = f.login().await;
+    let me = f.service.authorize(&live.access_token).await.unwrap();
+    for _ in 0..3 {
+        f.clock.advance_ms(10);
+        let newer = f.login().await;
+        f.service
+            .logout_access_token(&newer.access_token)
+            .await
+            .unwrap();
+    }
+    let page = f
+        .service
+        .list_sessions(&me.sub, None, None, Some(1))
+        .await
+        .unwrap();
+    let sids: Vec<&str> = page.sessions.iter().map(|s| s.sid.as_str()).collect();
+    assert_eq!(sids, [me.sid.as_str()], "{page:?}");
+}

@@ -55,6 +55,8 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ("refresh/preflight-allowed", 204, None),
     ("refresh/preflight-other-origin", 403, Some("access_denied")),
     ("revoke/refresh-token", 200, None),
+    ("revoke/refresh-token-from-allowed-origin", 200, None),
+    ("revoke/refresh-token-from-other-origin", 200, None),
     ("revoke/access-token", 200, None),
     ("revoke/unknown-token", 200, None),
     ("revoke/missing-token", 400, Some("invalid_request")),
@@ -74,6 +76,8 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ),
     ("login/json-from-allowed-origin", 200, None),
     ("login/json-from-other-origin", 403, Some("access_denied")),
+    ("login/json-foreign-referer", 403, Some("access_denied")),
+    ("login/token-password-grant-from-allowed-origin", 200, None),
     ("refresh/body-origin-null", 403, Some("access_denied")),
     ("revoke/list-sessions", 200, None),
     ("revoke/list-sessions-no-token", 401, Some("invalid_token")),
@@ -346,12 +350,20 @@ async fn check_specifics(
         "refresh/preflight-other-origin" => {
             assert!(header("access-control-allow-origin").is_empty());
         }
-        "revoke/refresh-token" => {
+        "revoke/refresh-token"
+        | "revoke/refresh-token-from-allowed-origin"
+        | "revoke/refresh-token-from-other-origin" => {
             assert!(
                 service.authorize(&tokens.access).await.is_err(),
                 "session's access token revoked"
             );
-            assert!(header("set-cookie").contains("Max-Age=0"), "cookie cleared");
+            // Only a trusted page's cookie is cleared: no other site can wipe it.
+            let cleared = header("set-cookie").contains("Max-Age=0");
+            assert_eq!(
+                cleared,
+                name == "revoke/refresh-token-from-allowed-origin",
+                "{name}"
+            );
         }
         "revoke/access-token" => assert!(service.authorize(&tokens.access).await.is_err()),
         "revoke/logout-cookie-from-allowed-origin"
@@ -390,7 +402,7 @@ async fn check_specifics(
             assert_eq!(body["ended"], 0, "alice has only the current session");
             service.authorize(&tokens.access).await.unwrap();
         }
-        "login/json-from-allowed-origin" => {
+        "login/json-from-allowed-origin" | "login/token-password-grant-from-allowed-origin" => {
             // A browser page gets the refresh token in the HttpOnly cookie only.
             assert!(body.get("refresh_token").is_none(), "{body}");
             assert!(body["access_token"].is_string());

@@ -13,7 +13,12 @@
 "use strict";
 
 const app = (() => {
-  const api = new URLSearchParams(location.search).get("api") || location.origin;
+  // Where the API is: the page's <meta name="tokenlife-api">, else the page's own origin. A
+  // `?api=` in the address is honoured only for a page on this machine (the example and its
+  // test): anywhere else, a link could send the user's password to another site.
+  const local = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
+  const configured = document.querySelector('meta[name="tokenlife-api"]')?.content;
+  const api = (local && new URLSearchParams(location.search).get("api")) || configured || location.origin;
   let accessToken = null;
   let refreshing = null; // the one refresh in flight, shared by every caller
 
@@ -74,8 +79,11 @@ const app = (() => {
   }
 
   async function logout() {
-    await post("/logout");
+    await refreshing; // a refresh in flight must not bring a token back afterwards
+    const response = await post("/logout");
     accessToken = null;
+    // Say so if it failed: on a shared computer "signed out" must mean it.
+    if (!response.ok) throw new Error("logout failed: " + response.status);
   }
 
   async function whoami() {
@@ -84,10 +92,19 @@ const app = (() => {
     return response.json();
   }
 
+  /** Every live session of the user, following the listing's pages. */
   async function devices() {
-    const response = await call("/sessions");
-    if (!response.ok) throw new Error("sessions: " + response.status);
-    return (await response.json()).sessions;
+    const all = [];
+    let cursor = null;
+    do {
+      const query = cursor ? "?cursor=" + encodeURIComponent(cursor) : "";
+      const response = await call("/sessions" + query);
+      if (!response.ok) throw new Error("sessions: " + response.status);
+      const page = await response.json();
+      all.push(...page.sessions);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return all;
   }
 
   async function signOut(sid) {
@@ -121,7 +138,8 @@ const app = (() => {
     rows.textContent = "";
     for (const session of await devices()) {
       const row = rows.insertRow();
-      row.insertCell().textContent = (session.user_agent || "unknown") + (session.current ? " (this one)" : "");
+      row.insertCell().textContent = session.current ? "this device" : "";
+      row.insertCell().textContent = session.user_agent || "unknown";
       row.insertCell().textContent = session.source_ip || "";
       row.insertCell().textContent = when(session.created_at);
       row.insertCell().textContent = when(session.last_used_at);

@@ -572,16 +572,17 @@ impl TokenService {
     /// longest access lifetime the settings allow — a deploy may have shortened the current
     /// one — and the margin covers any verifier's leeway and clock skew.
     async fn end_session(&self, session: &Session) -> Result<(), Error> {
+        self.end_session_id(&session.id).await
+    }
+
+    /// [`Self::end_session`] by the session's id alone (it need not be read first).
+    pub(crate) async fn end_session_id(&self, id: &str) -> Result<(), Error> {
         let revocation = Revocation {
-            key: RevocationKey::Session(session.id.clone()),
+            key: RevocationKey::Session(id.to_owned()),
             expires_at: self.deps.clock.now_secs() + ACCESS_TTL_MAX_SECS + BLOCKLIST_MARGIN_SECS,
             below_version: 0,
         };
-        Ok(self
-            .deps
-            .sessions
-            .end_session(&session.id, &revocation)
-            .await?)
+        Ok(self.deps.sessions.end_session(id, &revocation).await?)
     }
 
     async fn user_revocation_covers(&self, session: &Session) -> Result<bool, Error> {

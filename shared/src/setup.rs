@@ -395,13 +395,33 @@ async fn check_table(
             format!("is {:?}, not ACTIVE", description.table_status()),
         );
     }
-    if by_user_index
-        && !description
+    if by_user_index {
+        let index = description
             .global_secondary_indexes()
             .iter()
-            .any(|index| index.index_name() == Some(SESSIONS_BY_USER_INDEX))
-    {
-        return Finding::problem(what, format!("lacks the {SESSIONS_BY_USER_INDEX} index"));
+            .find(|index| index.index_name() == Some(SESSIONS_BY_USER_INDEX));
+        let Some(index) = index else {
+            return Finding::problem(what, format!("lacks the {SESSIONS_BY_USER_INDEX} index"));
+        };
+        let sorted_by_creation = index
+            .key_schema()
+            .iter()
+            .any(|k| k.attribute_name() == "created_ms" && k.key_type() == &KeyType::Range);
+        let projected = index.projection().is_some_and(|p| {
+            p.projection_type() == Some(&ProjectionType::All)
+                || SESSION_SUMMARY_ATTRIBUTES
+                    .iter()
+                    .all(|a| p.non_key_attributes().iter().any(|n| n == a))
+        });
+        if !sorted_by_creation || !projected {
+            return Finding::problem(
+                what,
+                format!(
+                    "its {SESSIONS_BY_USER_INDEX} index is of an older layout (sort key created_ms, projecting {}): recreate the index",
+                    SESSION_SUMMARY_ATTRIBUTES.join(", ")
+                ),
+            );
+        }
     }
     if ttl {
         let described = match client

@@ -5,9 +5,7 @@
 use http::{HeaderValue, header};
 use lambda_http::{Body, Response};
 
-use super::request::{
-    Params, bearer_token, caller_origin, cookie, device, json_body, params, query,
-};
+use super::request::{Params, bearer_token, cookie, device, json_body, params, query};
 use super::response::{REFRESH_COOKIE, json, no_store, refresh_cookies};
 use super::routes::{Call, JWKS, REVOKE, TOKEN, USERINFO};
 use crate::error::Error;
@@ -30,8 +28,11 @@ pub async fn login(call: Call<'_>) -> Answer {
     Ok(grant_response(&call, grant, true, page))
 }
 
-/// `POST /token`: the RFC 6749 token endpoint (password and refresh_token grants); no cookie.
+/// `POST /token`: the RFC 6749 token endpoint (password and refresh_token grants). Its
+/// callers are servers, CLIs and mobile apps, which get the refresh token in the body; a
+/// browser page gets it as the refresh cookie instead, like from `/login`.
 pub async fn token(call: Call<'_>) -> Answer {
+    let page = Page::of_cookie_setting(&call)?;
     let params = params(call.request)?;
     let grant = match params.required("grant_type")?.as_str() {
         "password" => {
@@ -50,7 +51,7 @@ pub async fn token(call: Call<'_>) -> Answer {
             ));
         }
     };
-    Ok(grant_response(&call, grant, false, Page::NotABrowser))
+    Ok(grant_response(&call, grant, page == Page::Trusted, page))
 }
 
 /// `POST /refresh`: the token from the body, or else from the cookie — the latter only from
@@ -70,14 +71,18 @@ pub async fn refresh(call: Call<'_>) -> Answer {
     Ok(grant_response(&call, grant, true, page))
 }
 
-/// `POST /revoke` (RFC 7009): always 200; a revoked session also clears the cookie.
+/// `POST /revoke` (RFC 7009): always 200. A revoked session also clears the cookie — for a
+/// trusted page only, so that no other site can wipe a user's cookie by revoking a session
+/// of its own (a forced logout).
 pub async fn revoke(call: Call<'_>) -> Answer {
+    let page = Page::of(&call);
     let params = params(call.request)?;
     let token = params.required("token")?;
     let hint = params.optional("token_type_hint");
     let revoked = call.service.revoke(&token, hint.as_deref()).await?;
     let mut response = no_store(json(200, &serde_json::json!({})));
-    if revoked == Revoked::Session && call.service.config().refresh_cookie {
+    if revoked == Revoked::Session && call.service.config().refresh_cookie && page == Page::Trusted
+    {
         clear_cookies(&mut response, call.base_path);
     }
     Ok(response)
@@ -90,15 +95,29 @@ pub async fn logout(call: Call<'_>) -> Answer {
     Page::of_cookie_setting(&call)?;
     let params = params(call.request)?;
     let service = call.service;
-    if let Some(token) = params.optional("refresh_token") {
+    // Every session the request names ends: the cookie's (so that clearing the cookie never
+    // leaves its session alive), the body's, the bearer token's.
+    let mut ended = false;
+    for token in [cookie_token(&call)?, params.optional("refresh_token")]
+        .into_iter()
+        .flatten()
+    {
         service.revoke(&token, Some("refresh_token")).await?;
-    } else if call.request.headers().contains_key(header::AUTHORIZATION) {
-        service
-            .logout_access_token(bearer_token(call.request)?)
-            .await?;
-    } else if let Some(token) = cookie_token(&call)? {
-        service.revoke(&token, Some("refresh_token")).await?;
-    } else {
+        ended = true;
+    }
+    if call.request.headers().contains_key(header::AUTHORIZATION) {
+        let by_bearer = match bearer_token(call.request) {
+            Ok(bearer) => service.logout_access_token(bearer).await,
+            Err(error) => Err(error),
+        };
+        match by_bearer {
+            Ok(()) => ended = true,
+            // A bad bearer token matters only when it was all the request had.
+            Err(error) if !ended => return Err(error),
+            Err(_) => {}
+        }
+    }
+    if !ended {
         return Err(Error::invalid_request(
             "nothing to log out: send the refresh cookie, a refresh_token, or a bearer access token",
         ));
@@ -111,37 +130,47 @@ pub async fn logout(call: Call<'_>) -> Answer {
 }
 
 /// Who is calling, as the browser rules see it. A browser says where its page is in
-/// `Origin` (on every POST); servers, CLIs and mobile apps send none.
+/// `Origin` (on every POST; older ones only in `Referer`); servers, CLIs and mobile apps
+/// send neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Page {
-    /// No `Origin`: not a browser page.
+    /// No `Origin` and no `Referer`: not a browser page.
     NotABrowser,
     /// A page on the issuer's own origin or one of `TOKENLIFE_CORS_ORIGINS`.
     Trusted,
+    /// A page anywhere else, or `Origin: null` (sandboxed frames, `file:`).
+    Foreign,
 }
 
 impl Page {
-    /// For a request whose answer may set the refresh cookie: a browser page on any other
-    /// origin, or `Origin: null` (sandboxed frames, `file:`), is refused before any work, so
-    /// no foreign page can plant its own session in a victim's browser (login CSRF) or
-    /// clear the victim's cookie. With the cookie off there is nothing to plant.
-    fn of_cookie_setting(call: &Call<'_>) -> Result<Page, Error> {
-        let Some(origin) = call.request.headers().get(header::ORIGIN) else {
-            return Ok(Page::NotABrowser);
+    fn of(call: &Call<'_>) -> Page {
+        let headers = call.request.headers();
+        let claimed = match headers.get(header::ORIGIN) {
+            Some(origin) => Some(origin.to_str().ok().and_then(super::origin_of)),
+            None => headers
+                .get(header::REFERER)
+                .map(|referer| referer.to_str().ok().and_then(super::origin_of)),
         };
-        if !call.service.config().refresh_cookie {
-            return Ok(Page::NotABrowser); // no cookie: nothing to plant, the body carries all
+        match claimed {
+            None => Page::NotABrowser,
+            Some(Some(origin)) if trusted_origin(call.service, &origin) => Page::Trusted,
+            Some(_) => Page::Foreign,
         }
-        let trusted = origin
-            .to_str()
-            .ok()
-            .and_then(super::origin_of)
-            .is_some_and(|origin| trusted_origin(call.service, &origin));
-        match trusted {
-            true => Ok(Page::Trusted),
-            false => Err(Error::Forbidden(
+    }
+
+    /// For a request whose answer may set (or clear) the refresh cookie: a foreign page is
+    /// refused before any work, so that no other site can plant its own session in a
+    /// victim's browser (login CSRF) or clear the victim's cookie. With the cookie off
+    /// there is nothing to plant, and every caller gets the refresh token in the body.
+    fn of_cookie_setting(call: &Call<'_>) -> Result<Page, Error> {
+        if !call.service.config().refresh_cookie {
+            return Ok(Page::NotABrowser);
+        }
+        match Page::of(call) {
+            Page::Foreign => Err(Error::Forbidden(
                 "this origin may not log in, refresh or log out with the refresh cookie".into(),
             )),
+            page => Ok(page),
         }
     }
 }
@@ -153,18 +182,13 @@ fn trusted_origin(service: &TokenService, origin: &str) -> bool {
 }
 
 /// The refresh cookie's token, if the request carries one, for a cookie-only operation:
-/// allowed only from a trusted page — by `Origin`, or by `Referer` from a browser that sent
-/// no `Origin`; never from `Origin: null` (CSRF guard on top of SameSite=Strict).
+/// allowed only from a trusted page (by `Origin`, or `Referer` from a browser that sends no
+/// `Origin`; never `Origin: null`): a CSRF guard on top of SameSite=Strict.
 fn cookie_token(call: &Call<'_>) -> Result<Option<String>, Error> {
     let Some(token) = cookie(call.request, REFRESH_COOKIE) else {
         return Ok(None);
     };
-    let headers = call.request.headers();
-    let page_origin = match headers.get(header::ORIGIN) {
-        Some(origin) => origin.to_str().ok().and_then(super::origin_of),
-        None => caller_origin(call.request),
-    };
-    if !page_origin.is_some_and(|origin| trusted_origin(call.service, &origin)) {
+    if Page::of(call) != Page::Trusted {
         return Err(Error::Forbidden(
             "a cookie refresh or logout needs an Origin (or Referer) of an allowed origin; non-browser clients send refresh_token in the body".into(),
         ));
@@ -191,11 +215,14 @@ pub async fn end_session(call: Call<'_>, caller: AccessClaims) -> Answer {
 
 /// `POST /sessions/revoke-others`: ends every session of the caller but the current one.
 pub async fn end_other_sessions(call: Call<'_>, caller: AccessClaims) -> Answer {
-    let ended = call
+    let (ended, more) = call
         .service
         .end_other_sessions(&caller.sub, &caller.sid)
         .await?;
-    Ok(no_store(json(200, &serde_json::json!({ "ended": ended }))))
+    Ok(no_store(json(
+        200,
+        &serde_json::json!({ "ended": ended, "more": more }),
+    )))
 }
 
 /// `GET /admin/users/{username}/sessions`.

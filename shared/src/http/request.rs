@@ -223,20 +223,6 @@ pub fn parse_bearer(value: &str) -> Result<&str, TokenError> {
     Ok(token)
 }
 
-/// The caller's origin: the `Origin` header, or lacking it the origin of `Referer`.
-pub fn caller_origin(request: &Request) -> Option<String> {
-    let header = |name| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && *v != "null")
-    };
-    header(http::header::ORIGIN)
-        .or_else(|| header(http::header::REFERER))
-        .and_then(origin_of)
-}
-
 /// The origin (`scheme://host[:port]`, lower-cased) of an http(s) URL, or `None`.
 pub fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;

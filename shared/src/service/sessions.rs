@@ -16,8 +16,10 @@ use crate::store::{RevocationKey, Session, SessionCursor, SessionSummary};
 /// The default and largest page of a session listing.
 pub const DEFAULT_SESSION_PAGE: usize = 20;
 pub const MAX_SESSION_PAGE: usize = 100;
-/// The most sessions one "sign out everywhere else" ends (a user with more calls again).
-pub const MAX_ENDED_AT_ONCE: usize = 500;
+/// The most sessions one "sign out everywhere else" ends, and the most listing pages it
+/// reads: a user with more calls again (the answer says `more`).
+pub const MAX_ENDED_AT_ONCE: usize = 200;
+const MAX_PAGES_AT_ONCE: usize = 5;
 
 /// A session as its user (or an admin) sees it: never a token or a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,34 +103,44 @@ impl TokenService {
         Ok(())
     }
 
-    /// Ends every live session of `user_id` but `keep` ("sign out everywhere else"), at
-    /// most [`MAX_ENDED_AT_ONCE`]; how many it ended.
-    pub async fn end_other_sessions(&self, user_id: &str, keep: &str) -> Result<usize, Error> {
+    /// Ends every live session of `user_id` but `keep` ("sign out everywhere else"): how
+    /// many it ended, and whether more are left for another call (at most
+    /// [`MAX_ENDED_AT_ONCE`] sessions and a few listing pages per call, so that one request
+    /// stays short). One write per session ended, no read.
+    pub async fn end_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &str,
+    ) -> Result<(usize, bool), Error> {
+        let below_version = self.user_revoked_below(user_id).await?;
         let mut ended = 0;
         let mut after: Option<SessionCursor> = None;
-        loop {
+        for _ in 0..MAX_PAGES_AT_ONCE {
             let page = self
                 .deps
                 .sessions
                 .list_sessions(user_id, after.as_ref(), MAX_SESSION_PAGE)
                 .await?;
-            for summary in page.sessions.iter().filter(|s| s.id != keep) {
+            let live = page
+                .sessions
+                .iter()
+                .filter(|s| s.id != keep && s.user_version >= below_version);
+            for summary in live {
                 if ended >= MAX_ENDED_AT_ONCE {
-                    return Ok(ended);
+                    return Ok((ended, true));
                 }
-                let session = self.deps.sessions.find_session(&summary.id).await?;
-                if let Some(session) = session.filter(|s| !s.ended) {
-                    self.end_session(&session).await?;
-                    ended += 1;
-                }
+                self.end_session_id(&summary.id).await?;
+                ended += 1;
             }
             match page.next {
                 Some(next) => after = Some(next),
-                None => break,
+                None => {
+                    tracing::info!(user = %user_id, ended, "other sessions ended");
+                    return Ok((ended, false));
+                }
             }
         }
-        tracing::info!(user = %user_id, ended, "other sessions ended");
-        Ok(ended)
+        Ok((ended, true))
     }
 
     /// The `sub` of user `username` (the admin session routes).
@@ -183,6 +195,9 @@ fn decode_cursor(text: &str) -> Result<SessionCursor, Error> {
         .ok_or_else(bad)?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (created, id) = text.split_once('.').ok_or_else(bad)?;
+    if id.is_empty() {
+        return Err(bad());
+    }
     Ok(SessionCursor {
         created_ms: created.parse().map_err(|_| bad())?,
         id: id.to_owned(),

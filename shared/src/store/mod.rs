@@ -265,9 +265,10 @@ pub trait SessionStore: Send + Sync {
     /// moves back).
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
     /// The user's sessions that are neither ended nor past their absolute end, newest first:
-    /// at most `limit` after `after`. On DynamoDB one `Query` of the sessions table's
-    /// `by-user` index (user, then creation time), which reads at most `limit` items: a page
-    /// may be short, even empty, and still have a `next`.
+    /// at most `limit` after `after`. On DynamoDB a `Query` of the sessions table's
+    /// `by-user` index (user, then creation time), repeated (a few times at most) while
+    /// ended or expired sessions leave the page short: a page may still come back short,
+    /// even empty, with a `next`.
     async fn list_sessions(
         &self,
         user_id: &str,

@@ -510,7 +510,7 @@ pub async fn your_devices(service: &TokenService, clock: &ManualClock) {
     // Sign out everywhere else: only the current one is left.
     assert_eq!(
         service.end_other_sessions(&me.sub, &me.sid).await.unwrap(),
-        1
+        (1, false)
     );
     assert!(on.refresh(&refreshed.refresh_token).await.is_err());
     let left = service

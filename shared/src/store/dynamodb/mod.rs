@@ -69,6 +69,9 @@ impl TableNames {
 /// lower `below_version` (`#bv`, `:bv`).
 const USER_ENTRY_NEVER_BACK: &str = "attribute_not_exists(#bv) OR #bv <= :bv";
 
+/// How many `Query` requests one page of sessions may take (see `list_sessions`).
+const LIST_QUERIES_PER_PAGE: usize = 4;
+
 /// Name of the sessions table's index by user.
 pub const SESSIONS_BY_USER_INDEX: &str = "by-user";
 
@@ -668,44 +671,56 @@ impl SessionStore for DynamoStore {
         after: Option<&SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage, StoreError> {
-        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
-        let mut request = self
-            .client
-            .query()
-            .table_name(&self.tables.sessions)
-            .index_name(SESSIONS_BY_USER_INDEX)
-            .key_condition_expression("user_id = :user")
-            .filter_expression("#ended = :false AND #exp > :now")
-            .expression_attribute_names("#ended", "ended")
-            .expression_attribute_names("#exp", "expires_at")
-            .expression_attribute_values(":user", s(user_id))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", n(self.clock.now_secs()))
-            .scan_index_forward(false)
-            .limit(limit);
-        if let Some(after) = after {
-            request = request
-                .exclusive_start_key("user_id", s(user_id))
-                .exclusive_start_key("created_ms", n(after.created_ms))
-                .exclusive_start_key("id", s(&after.id));
+        // DynamoDB counts `Limit` before the filter drops ended and expired sessions (they
+        // stay in the index until TTL deletes them), so a query can come back short: query
+        // on until the page is full or the index is done — a few times at most.
+        let limit = limit.clamp(1, 1000);
+        let mut sessions = Vec::new();
+        let mut start = after.cloned();
+        for _ in 0..LIST_QUERIES_PER_PAGE {
+            let wanted = i32::try_from(limit - sessions.len()).unwrap_or(1000);
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.tables.sessions)
+                .index_name(SESSIONS_BY_USER_INDEX)
+                .key_condition_expression("user_id = :user")
+                .filter_expression("#ended = :false AND #exp > :now")
+                .expression_attribute_names("#ended", "ended")
+                .expression_attribute_names("#exp", "expires_at")
+                .expression_attribute_values(":user", s(user_id))
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .expression_attribute_values(":now", n(self.clock.now_secs()))
+                .scan_index_forward(false)
+                .limit(wanted);
+            if let Some(start) = &start {
+                request = request
+                    .exclusive_start_key("user_id", s(user_id))
+                    .exclusive_start_key("created_ms", n(start.created_ms))
+                    .exclusive_start_key("id", s(&start.id));
+            }
+            let output = request
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query sessions by-user", e))?;
+            for item in output.items() {
+                sessions.push(session_summary_from_item(item)?);
+            }
+            start = match output.last_evaluated_key() {
+                Some(key) => Some(SessionCursor {
+                    created_ms: get_n(key, "created_ms")?,
+                    id: get_s(key, "id")?,
+                }),
+                None => None,
+            };
+            if start.is_none() || sessions.len() >= limit {
+                break;
+            }
         }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| sdk_error("Query sessions by-user", e))?;
-        let sessions = output
-            .items()
-            .iter()
-            .map(session_summary_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = match output.last_evaluated_key() {
-            Some(key) => Some(SessionCursor {
-                created_ms: get_n(key, "created_ms")?,
-                id: get_s(key, "id")?,
-            }),
-            None => None,
-        };
-        Ok(SessionPage { sessions, next })
+        Ok(SessionPage {
+            sessions,
+            next: start,
+        })
     }
 
     async fn find_revocations(
