@@ -651,8 +651,8 @@ async fn each_operation_makes_the_minimum_of_aws_calls() {
     let grant = f.login().await;
     assert_eq!(
         f.counter.take(),
-        counts(&[("GetItem", 1), ("Sign", 1), ("TransactWriteItems", 1)]),
-        "login"
+        counts(&[("BatchGetItem", 1), ("Sign", 1), ("TransactWriteItems", 1)]),
+        "login (the user and the login-limiting counters in one BatchGetItem)"
     );
 
     let renewed = f.refresh(&grant.refresh_token).await.unwrap();
@@ -1438,6 +1438,24 @@ async fn a_user_change_whose_answer_is_lost_is_reported_made() {
     assert!(service.authorize(&grant.access_token).await.is_err());
 }
 
+/// A service on new tables without a signing key: a deployment as its tables were just
+/// created (by the stack, or `ensure_tables`).
+async fn on_fresh_tables(config: Config, clients: &AwsClients) -> Arc<TokenService> {
+    require_emulators();
+    ensure_tables(&clients.dynamodb, &config.tables)
+        .await
+        .unwrap();
+    App::aws(
+        config,
+        "https://issuer.test",
+        clients.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+    .service
+}
+
 /// A stand-in for CloudFormation's pre-signed response URL: records each request (method,
 /// headers, body) and answers every one with `status`.
 struct ResponseUrl {
@@ -1527,19 +1545,8 @@ async fn the_custom_resource_gives_a_new_stack_its_first_key_and_always_answers(
     require_emulators();
     let config = aws_config_named(&unique("cr"));
     let clients = AwsClients::from_env().await;
-    ensure_tables(&clients.dynamodb, &config.tables)
-        .await
-        .unwrap();
     let keys_table = config.tables.keys.clone();
-    let service = App::aws(
-        config,
-        "https://issuer.test",
-        clients.clone(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap()
-    .service;
+    let service = on_fresh_tables(config, &clients).await;
     On(&service).add_user("alice", &["user"]).await;
     assert!(
         matches!(
@@ -1751,19 +1758,8 @@ async fn keys_are_created_with_their_own_policy_and_tagged_under_it() {
     config.key_manager_role = Some(manager.to_owned());
     let counter = Arc::new(CallCounter::default());
     let clients = counted_clients(&counter).await;
-    ensure_tables(&clients.dynamodb, &config.tables)
-        .await
-        .unwrap();
     let keys_table = config.tables.keys.clone();
-    let service = App::aws(
-        config,
-        "https://issuer.test",
-        clients.clone(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap()
-    .service;
+    let service = on_fresh_tables(config, &clients).await;
     counter.take();
     service.ensure_active_key().await.unwrap();
     let calls = counter.take();
@@ -1823,13 +1819,8 @@ async fn keys_are_created_with_their_own_policy_and_tagged_under_it() {
     // Without a manager role: KMS's default policy (no Policy sent).
     let mut plain = aws_config_named(&unique("kp"));
     plain.key_manager_role = None;
-    ensure_tables(&clients.dynamodb, &plain.tables)
+    on_fresh_tables(plain, &clients)
         .await
-        .unwrap();
-    App::aws(plain, "https://issuer.test", clients, Arc::new(SystemClock))
-        .await
-        .unwrap()
-        .service
         .ensure_active_key()
         .await
         .unwrap();
@@ -1888,4 +1879,46 @@ async fn a_session_page_looks_past_ended_sessions() {
         .unwrap();
     let sids: Vec<&str> = page.sessions.iter().map(|s| s.sid.as_str()).collect();
     assert_eq!(sids, [me.sid.as_str()], "{page:?}");
+}
+
+/// Issue 10: login limiting on both backends (see the case in the test kit); on DynamoDB a
+/// refused login costs one read and no write, a failed one one read and one write.
+#[tokio::test]
+async fn login_limits_hold_on_both_backends() {
+    let small = |c: &mut Config| {
+        c.login_failures_per_user = 5;
+        c.login_failures_per_address = 8;
+    };
+    let memory = tokenlife::testkit::Embedded::start_with(small).await;
+    tokenlife::testkit::login_limits_hold(&memory.service, &memory.clock).await;
+    let f = fixture_with(small).await;
+    tokenlife::testkit::login_limits_hold(&f.service, &f.clock).await;
+
+    f.add_alice().await;
+    f.counter.take();
+    let wrong = tokenlife::service::LoginRequest::new("alice", "a wrong passphrase");
+    assert!(f.service.login(wrong).await.is_err());
+    assert_eq!(
+        f.counter.take(),
+        counts(&[("BatchGetItem", 1), ("TransactWriteItems", 1)]),
+        "a failed login"
+    );
+    for _ in 0..4 {
+        let wrong = tokenlife::service::LoginRequest::new("alice", "a wrong passphrase");
+        assert!(f.service.login(wrong).await.is_err());
+    }
+    f.counter.take();
+    let refused = f
+        .service
+        .login(tokenlife::service::LoginRequest::new(
+            "alice",
+            password_of("alice"),
+        ))
+        .await;
+    assert!(matches!(refused, Err(Error::TooManyRequests { .. })));
+    assert_eq!(
+        f.counter.take(),
+        counts(&[("BatchGetItem", 1)]),
+        "a refused login"
+    );
 }

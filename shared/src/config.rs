@@ -40,6 +40,12 @@ pub struct Config {
     pub refresh_idle_secs: u64,
     /// 0 disables.
     pub refresh_grace_secs: u64,
+    /// Login limiting: failed logins allowed per username, and per source address, within
+    /// one window of `login_window_secs`; then that username (or address) is refused with
+    /// 429 until the window ends. See [`crate::service::login_limits`].
+    pub login_failures_per_user: u64,
+    pub login_failures_per_address: u64,
+    pub login_window_secs: u64,
     pub leeway_secs: u64,
     pub algorithm: SigningAlgorithm,
     pub cors_origins: Vec<String>,
@@ -254,6 +260,36 @@ pub const SETTINGS: &[Setting] = &[
             min: 0,
             max: 300,
             set: |c, n| c.refresh_grace_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_LOGIN_FAILURES_PER_USER",
+        default: Some("10"),
+        doc: "Failed logins allowed for one username within a `TOKENLIFE_LOGIN_WINDOW`; then logins as that user are refused (429, `Retry-After`) until the window ends, without a password check. Bounds password guessing against one account from any number of addresses; a lock-out lasts at most one window.",
+        kind: Kind::Number {
+            min: 1,
+            max: 1_000_000,
+            set: |c, n| c.login_failures_per_user = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_LOGIN_FAILURES_PER_ADDRESS",
+        default: Some("100"),
+        doc: "Failed logins allowed from one source address within a `TOKENLIFE_LOGIN_WINDOW`, whatever the usernames; then logins from it are refused (429) until the window ends. Bounds credential stuffing from one address.",
+        kind: Kind::Number {
+            min: 1,
+            max: 1_000_000,
+            set: |c, n| c.login_failures_per_address = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_LOGIN_WINDOW",
+        default: Some("900"),
+        doc: "The login-limiting window, seconds (fixed windows: counts start again at each multiple of it).",
+        kind: Kind::Number {
+            min: 10,
+            max: 86_400,
+            set: |c, n| c.login_window_secs = n,
         },
     },
     Setting {
@@ -494,6 +530,9 @@ impl Config {
             refresh_ttl_secs: 0,
             refresh_idle_secs: 0,
             refresh_grace_secs: 0,
+            login_failures_per_user: 0,
+            login_failures_per_address: 0,
+            login_window_secs: 0,
             leeway_secs: 0,
             algorithm: SigningAlgorithm::Es256,
             cors_origins: Vec::new(),

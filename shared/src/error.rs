@@ -43,6 +43,12 @@ pub enum Error {
     },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// Login limiting: too many failed logins for this username or from this address.
+    #[error("too many failed logins; try again later")]
+    TooManyRequests {
+        /// Seconds until the window ends (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// A dependency (store, key service) is down: retry later. `what` is shown to the
@@ -69,6 +75,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::PayloadTooLarge => "invalid_request",
+            Error::TooManyRequests { .. } => "too_many_requests",
             Error::UnsupportedMediaType(_) => "invalid_request",
             Error::Unavailable { .. } => "temporarily_unavailable",
             Error::Internal { .. } => "server_error",
@@ -87,6 +94,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge => 413,
+            Error::TooManyRequests { .. } => 429,
             Error::UnsupportedMediaType(_) => 415,
             Error::Unavailable { .. } => 503,
             Error::Internal { .. } => 500,

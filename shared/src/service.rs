@@ -182,7 +182,15 @@ impl TokenService {
         check_username(&request.username)?;
         check_password(&request.password)?;
         let client_id = check_client_id(request.client_id)?;
-        let user = self.deps.users.find_user(&request.username).await?;
+        // Login limiting, before any password work: the counters come with the user record.
+        let limits = login_limits::Limits::of(&self.config, self.deps.clock.now_secs());
+        let keys = limits.keys(&request.username, request.device.source_ip.as_deref());
+        let (user, counts) = self
+            .deps
+            .users
+            .find_user_for_login(&request.username, &keys)
+            .await?;
+        limits.check(&counts)?;
         let hasher = self.deps.passwords.clone();
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = request.password;
@@ -193,7 +201,13 @@ impl TokenService {
                 .map_err(|e| Error::internal(format!("password check task: {e}")))?;
         let user = match user {
             Some(user) if password_ok && !user.disabled => user,
-            _ => return Err(Error::invalid_grant("invalid username or password")),
+            _ => {
+                self.deps
+                    .users
+                    .count_login_failure(&keys, limits.counters_expire_at())
+                    .await?;
+                return Err(Error::invalid_grant("invalid username or password"));
+            }
         };
         let scope = narrow_scope(&user.scopes.join(" "), request.scope.as_deref())?;
 
@@ -648,6 +662,7 @@ fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error>
     Ok(wanted.join(" "))
 }
 
+pub mod login_limits;
 mod sessions;
 #[cfg(test)]
 mod tests;

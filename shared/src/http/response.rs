@@ -60,6 +60,9 @@ pub fn error(error: &Error) -> Response<Body> {
         Error::Unavailable { .. } => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        Error::TooManyRequests { retry_after_secs } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         _ => {}
     }
     if matches!(

@@ -17,6 +17,9 @@ use crate::clock::Clock;
 
 /// Sweep expired records once every this many writes.
 const SWEEP_EVERY_WRITES: u64 = 1024;
+/// The most login-limiting counters kept: past it (a flood of distinct names or addresses
+/// within one window) new counters are not started, existing ones still count.
+const MAX_LOGIN_COUNTERS: usize = 100_000;
 
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -31,6 +34,8 @@ struct State {
     sessions: HashMap<String, Session>,
     revocations: HashMap<RevocationKey, Revocation>,
     keys: KeyRegistryDocument,
+    /// Login-limiting counters: key -> (failures, expires_at).
+    login_failures: HashMap<String, (u64, u64)>,
 }
 
 impl MemoryStore {
@@ -59,6 +64,9 @@ impl MemoryStore {
             let now = self.clock.now_secs();
             state.sessions.retain(|_, s| s.expires_at > now);
             state.revocations.retain(|_, r| r.expires_at > now);
+            state
+                .login_failures
+                .retain(|_, (_, expires)| *expires > now);
         }
         state
     }
@@ -98,6 +106,49 @@ impl State {
 impl UserStore for MemoryStore {
     async fn find_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         Ok(self.lock().users.get(username).cloned())
+    }
+
+    async fn find_user_for_login(
+        &self,
+        username: &str,
+        keys: &[String],
+    ) -> Result<(Option<User>, Vec<u64>), StoreError> {
+        let now = self.clock.now_secs();
+        let state = self.lock();
+        let counts = keys
+            .iter()
+            .map(|key| match state.login_failures.get(key) {
+                Some((count, expires)) if *expires > now => *count,
+                _ => 0,
+            })
+            .collect();
+        Ok((state.users.get(username).cloned(), counts))
+    }
+
+    async fn count_login_failure(
+        &self,
+        keys: &[String],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_secs();
+        let mut state = self.lock_for_write();
+        if state.login_failures.len() >= MAX_LOGIN_COUNTERS {
+            state
+                .login_failures
+                .retain(|_, (_, expires)| *expires > now);
+        }
+        for key in keys {
+            let full = state.login_failures.len() >= MAX_LOGIN_COUNTERS;
+            match state.login_failures.get_mut(key) {
+                Some(entry) if entry.1 > now => entry.0 += 1,
+                Some(entry) => *entry = (1, expires_at),
+                None if !full => {
+                    state.login_failures.insert(key.clone(), (1, expires_at));
+                }
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     async fn create_user(&self, user: &User) -> Result<SaveOutcome, StoreError> {

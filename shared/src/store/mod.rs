@@ -218,6 +218,18 @@ pub enum CreateOutcome {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn find_user(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// For a login: the user and the current values of the login-limiting counters `keys`
+    /// (0 for an absent or expired one), in one round trip — on DynamoDB one BatchGetItem
+    /// across the users table and the revocations table, where the counters live.
+    async fn find_user_for_login(
+        &self,
+        username: &str,
+        keys: &[String],
+    ) -> Result<(Option<User>, Vec<u64>), StoreError>;
+    /// Adds one failed login to each counter of `keys`, which expire at `expires_at`
+    /// (seconds): one write.
+    async fn count_login_failure(&self, keys: &[String], expires_at: u64)
+    -> Result<(), StoreError>;
     /// Creates `user` (its `version` is 1) if no user has its username; `Conflict` if one
     /// does. A write whose answer was lost and whose retry found it is `Saved`.
     async fn create_user(&self, user: &User) -> Result<SaveOutcome, StoreError>;

@@ -574,6 +574,77 @@ pub async fn your_devices(service: &TokenService, clock: &ManualClock) {
     );
 }
 
+/// Issue 10's login limiting, on any service: failed logins of one username (from any
+/// addresses) or from one address (for any usernames) reach their limit, and then logins
+/// are refused with 429 until the window ends — the right password included — with no
+/// password check; the next window starts afresh.
+pub async fn login_limits_hold(service: &TokenService, clock: &ManualClock) {
+    use crate::store::Device;
+    let config = service.config();
+    let (per_user, per_address) = (
+        config.login_failures_per_user,
+        config.login_failures_per_address,
+    );
+    let suffix = unique("l");
+    let carl = format!("carl-{suffix}");
+    let dana = format!("dana-{suffix}");
+    let on = &On(service);
+    on.add_user(&carl, &["user"]).await;
+    on.add_user(&dana, &["user"]).await;
+    let from = |user: &str, password: &str, ip: &str| LoginRequest {
+        device: Device::new(None, Some(ip.to_owned())),
+        ..LoginRequest::new(user, password)
+    };
+    let wrong = "not the right passphrase";
+
+    // One user, many addresses.
+    for i in 0..per_user {
+        let attempt = service
+            .login(from(&carl, wrong, &format!("198.51.100.{i}")))
+            .await;
+        assert!(
+            matches!(attempt, Err(Error::InvalidGrant(_))),
+            "attempt {i}: {:?}",
+            attempt.err()
+        );
+    }
+    let refused = service
+        .login(from(&carl, &password_of(&carl), "203.0.113.50"))
+        .await;
+    let Err(Error::TooManyRequests { retry_after_secs }) = refused else {
+        panic!("the right password after the limit: {:?}", refused.err());
+    };
+    assert!((1..=config.login_window_secs).contains(&retry_after_secs));
+    // Other users are not affected.
+    on.login(&dana).await;
+    // The next window starts afresh.
+    clock.advance_secs(retry_after_secs);
+    on.login(&carl).await;
+
+    // One address, many usernames (known or not).
+    let stuffing = "192.0.2.99";
+    for i in 0..per_address {
+        let user = format!("guess-{i}-{suffix}");
+        let attempt = service.login(from(&user, wrong, stuffing)).await;
+        assert!(
+            matches!(attempt, Err(Error::InvalidGrant(_))),
+            "attempt {i}"
+        );
+    }
+    let refused = service
+        .login(from(&dana, &password_of(&dana), stuffing))
+        .await;
+    assert!(
+        matches!(refused, Err(Error::TooManyRequests { .. })),
+        "{:?}",
+        refused.err()
+    );
+    service
+        .login(from(&dana, &password_of(&dana), "192.0.2.100"))
+        .await
+        .expect("another address is not affected");
+}
+
 /// Two tests from one case function: a module `<name>` with tests `in_memory` and
 /// `on_aws`, calling `case(Backend::Memory)` / `case(Backend::Aws)` (a function of the
 /// module that uses the macro). With `async`, the case is awaited in a `#[tokio::test]`;

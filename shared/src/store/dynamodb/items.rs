@@ -172,16 +172,21 @@ pub fn session_from_item(item: &Item) -> Result<Session, StoreError> {
         created_ms: get_n(item, "created_ms")?,
         expires_at: get_n(item, "expires_at")?,
         last_used_ms: get_n(item, "last_used_ms")?,
-        device: Device {
-            user_agent: get_s(item, "user_agent").ok(),
-            source_ip: get_s(item, "source_ip").ok(),
-        },
+        device: device_from_item(item),
         generation: get_n(item, "generation")?,
         current_hash: get_b32(item, "current_hash")?,
         reuse_key: get_b32(item, "reuse_key")?,
         last_rotation,
         ended: get_bool(item, "ended"),
     })
+}
+
+/// The device a session (or its index entry) records.
+fn device_from_item(item: &Item) -> Device {
+    Device {
+        user_agent: get_s(item, "user_agent").ok(),
+        source_ip: get_s(item, "source_ip").ok(),
+    }
 }
 
 /// The attributes the sessions table's `by-user` index projects besides its keys (`id`,
@@ -206,10 +211,7 @@ pub fn session_summary_from_item(item: &Item) -> Result<SessionSummary, StoreErr
         created_ms: get_n(item, "created_ms")?,
         last_used_ms: get_n(item, "last_used_ms")?,
         expires_at: get_n(item, "expires_at")?,
-        device: Device {
-            user_agent: get_s(item, "user_agent").ok(),
-            source_ip: get_s(item, "source_ip").ok(),
-        },
+        device: device_from_item(item),
     })
 }
 

@@ -306,6 +306,113 @@ impl UserStore for DynamoStore {
         output.item.as_ref().map(user_from_item).transpose()
     }
 
+    async fn find_user_for_login(
+        &self,
+        username: &str,
+        keys: &[String],
+    ) -> Result<(Option<User>, Vec<u64>), StoreError> {
+        let now = self.clock.now_secs();
+        let user_key = HashMap::from([("username".to_owned(), s(username))]);
+        let mut pending_users = vec![user_key];
+        let mut pending_counters: Vec<Item> = keys
+            .iter()
+            .map(|key| HashMap::from([("key".to_owned(), s(key))]))
+            .collect();
+        let mut user = None;
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        // One round trip; more only if DynamoDB hands back unprocessed keys (throttling).
+        for attempt in 0..4u32 {
+            if pending_users.is_empty() && pending_counters.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let mut request = self.client.batch_get_item();
+            if !pending_users.is_empty() {
+                let users = built(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut pending_users)))
+                        .consistent_read(true)
+                        .build(),
+                )?;
+                request = request.request_items(&self.tables.users, users);
+            }
+            if !pending_counters.is_empty() {
+                let counters = built(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut pending_counters)))
+                        .consistent_read(true)
+                        .build(),
+                )?;
+                request = request.request_items(&self.tables.revocations, counters);
+            }
+            let mut output = request
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchGetItem login", e))?;
+            let mut responses = output.responses.take().unwrap_or_default();
+            if let Some(item) = responses
+                .remove(&self.tables.users)
+                .and_then(|items| items.into_iter().next())
+            {
+                user = Some(user_from_item(&item)?);
+            }
+            for item in responses
+                .remove(&self.tables.revocations)
+                .unwrap_or_default()
+            {
+                if get_n(&item, "expires_at").is_ok_and(|e| e > now) {
+                    counts.insert(get_s(&item, "key")?, get_n(&item, "count").unwrap_or(0));
+                }
+            }
+            let mut unprocessed = output.unprocessed_keys.take().unwrap_or_default();
+            if let Some(left) = unprocessed.remove(&self.tables.users) {
+                pending_users = left.keys;
+            }
+            if let Some(left) = unprocessed.remove(&self.tables.revocations) {
+                pending_counters = left.keys;
+            }
+        }
+        if !pending_users.is_empty() || !pending_counters.is_empty() {
+            return Err(StoreError::Unavailable(
+                "BatchGetItem kept returning unprocessed keys".into(),
+            ));
+        }
+        let counts = keys
+            .iter()
+            .map(|key| counts.get(key).copied().unwrap_or(0))
+            .collect();
+        Ok((user, counts))
+    }
+
+    async fn count_login_failure(
+        &self,
+        keys: &[String],
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let mut request = self.client.transact_write_items();
+        for key in keys {
+            let update = built(
+                Update::builder()
+                    .table_name(&self.tables.revocations)
+                    .key("key", s(key))
+                    .update_expression("ADD #count :one SET #exp = :exp")
+                    .expression_attribute_names("#count", "count")
+                    .expression_attribute_names("#exp", "expires_at")
+                    .expression_attribute_values(":one", n(1))
+                    .expression_attribute_values(":exp", n(expires_at))
+                    .build(),
+            )?;
+            request = request.transact_items(TransactWriteItem::builder().update(update).build());
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| sdk_error("TransactWriteItems login failure", e))?;
+        Ok(())
+    }
+
     async fn create_user(&self, user: &User) -> Result<SaveOutcome, StoreError> {
         let result = self
             .client
