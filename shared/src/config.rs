@@ -40,9 +40,11 @@ pub struct Config {
     pub refresh_idle_secs: u64,
     /// 0 disables.
     pub refresh_grace_secs: u64,
-    /// Login limiting: failed logins allowed per username, and per source address, within
-    /// one window of `login_window_secs`; then that username (or address) is refused with
-    /// 429 until the window ends. See [`crate::service::login_limits`].
+    /// Login limiting: failed logins allowed per username from one address, per username
+    /// from all addresses, and per source address, within one window of
+    /// `login_window_secs`; past one, 429 until the window ends. See
+    /// [`crate::service::login_limits`].
+    pub login_failures_per_user_and_address: u64,
     pub login_failures_per_user: u64,
     pub login_failures_per_address: u64,
     pub login_window_secs: u64,
@@ -263,9 +265,19 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
-        name: "TOKENLIFE_LOGIN_FAILURES_PER_USER",
+        name: "TOKENLIFE_LOGIN_FAILURES_PER_USER_AND_ADDRESS",
         default: Some("10"),
-        doc: "Failed logins allowed for one username within a `TOKENLIFE_LOGIN_WINDOW`; then logins as that user are refused (429, `Retry-After`) until the window ends, without a password check. Bounds password guessing against one account from any number of addresses; a lock-out lasts at most one window.",
+        doc: "Failed logins allowed for one username from one source address (an IPv6 /64 counts as one) within a `TOKENLIFE_LOGIN_WINDOW`; then that address's logins as that user are refused (429, `Retry-After`) until the window ends, without a password check. The user's logins from elsewhere go on.",
+        kind: Kind::Number {
+            min: 1,
+            max: 1_000_000,
+            set: |c, n| c.login_failures_per_user_and_address = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_LOGIN_FAILURES_PER_USER",
+        default: Some("100"),
+        doc: "Failed logins allowed for one username from all addresses together within a `TOKENLIFE_LOGIN_WINDOW`; then every login as that user is refused (429) until the window ends. Bounds password guessing spread over many addresses.",
         kind: Kind::Number {
             min: 1,
             max: 1_000_000,
@@ -530,6 +542,7 @@ impl Config {
             refresh_ttl_secs: 0,
             refresh_idle_secs: 0,
             refresh_grace_secs: 0,
+            login_failures_per_user_and_address: 0,
             login_failures_per_user: 0,
             login_failures_per_address: 0,
             login_window_secs: 0,

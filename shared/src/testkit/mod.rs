@@ -574,17 +574,17 @@ pub async fn your_devices(service: &TokenService, clock: &ManualClock) {
     );
 }
 
-/// Issue 10's login limiting, on any service: failed logins of one username (from any
-/// addresses) or from one address (for any usernames) reach their limit, and then logins
-/// are refused with 429 until the window ends — the right password included — with no
-/// password check; the next window starts afresh.
+/// Issue 10's login limiting, on any service: failed logins of one username from one
+/// address, of one username from many addresses, and from one address for many usernames
+/// reach their limits, and then logins are refused with 429 until the window ends — the
+/// right password included — with no password check; other addresses (for the first
+/// limit), other users and the next window are not affected.
 pub async fn login_limits_hold(service: &TokenService, clock: &ManualClock) {
     use crate::store::Device;
     let config = service.config();
-    let (per_user, per_address) = (
-        config.login_failures_per_user,
-        config.login_failures_per_address,
-    );
+    let per_pair = config.login_failures_per_user_and_address;
+    let per_user = config.login_failures_per_user;
+    let per_address = config.login_failures_per_address;
     let suffix = unique("l");
     let carl = format!("carl-{suffix}");
     let dana = format!("dana-{suffix}");
@@ -596,48 +596,64 @@ pub async fn login_limits_hold(service: &TokenService, clock: &ManualClock) {
         ..LoginRequest::new(user, password)
     };
     let wrong = "not the right passphrase";
-
-    // One user, many addresses.
-    for i in 0..per_user {
-        let attempt = service
-            .login(from(&carl, wrong, &format!("198.51.100.{i}")))
-            .await;
+    let refused = |attempt: Result<TokenGrant, Error>| match attempt {
+        Err(Error::TooManyRequests { retry_after_secs }) => retry_after_secs,
+        other => panic!("expected 429, got {:?}", other.err()),
+    };
+    let failed = |attempt: Result<TokenGrant, Error>, what: &str| {
         assert!(
             matches!(attempt, Err(Error::InvalidGrant(_))),
-            "attempt {i}: {:?}",
+            "{what}: {:?}",
             attempt.err()
+        )
+    };
+
+    // One user from one address: that address is refused, the user's own address is not.
+    for i in 0..per_pair {
+        failed(
+            service.login(from(&carl, wrong, "198.51.100.1")).await,
+            &format!("pair {i}"),
         );
     }
-    let refused = service
-        .login(from(&carl, &password_of(&carl), "203.0.113.50"))
-        .await;
-    let Err(Error::TooManyRequests { retry_after_secs }) = refused else {
-        panic!("the right password after the limit: {:?}", refused.err());
-    };
-    assert!((1..=config.login_window_secs).contains(&retry_after_secs));
-    // Other users are not affected.
-    on.login(&dana).await;
+    let right = password_of(&carl);
+    let wait = refused(service.login(from(&carl, &right, "198.51.100.1")).await);
+    assert!((1..=config.login_window_secs).contains(&wait));
+    service
+        .login(from(&carl, &right, "198.51.100.2"))
+        .await
+        .expect("another address");
+
+    // One user from many addresses: past the user's limit, every address is refused.
+    for i in 0..per_user {
+        let ip = format!("203.0.113.{i}");
+        failed(
+            service.login(from(&dana, wrong, &ip)).await,
+            &format!("spread {i}"),
+        );
+    }
+    let wait = refused(
+        service
+            .login(from(&dana, &password_of(&dana), "192.0.2.200"))
+            .await,
+    );
+    on.login(&carl).await; // other users go on
     // The next window starts afresh.
-    clock.advance_secs(retry_after_secs);
-    on.login(&carl).await;
+    clock.advance_secs(wait);
+    on.login(&dana).await;
 
     // One address, many usernames (known or not).
     let stuffing = "192.0.2.99";
     for i in 0..per_address {
         let user = format!("guess-{i}-{suffix}");
-        let attempt = service.login(from(&user, wrong, stuffing)).await;
-        assert!(
-            matches!(attempt, Err(Error::InvalidGrant(_))),
-            "attempt {i}"
+        failed(
+            service.login(from(&user, wrong, stuffing)).await,
+            &format!("stuffing {i}"),
         );
     }
-    let refused = service
-        .login(from(&dana, &password_of(&dana), stuffing))
-        .await;
-    assert!(
-        matches!(refused, Err(Error::TooManyRequests { .. })),
-        "{:?}",
-        refused.err()
+    refused(
+        service
+            .login(from(&dana, &password_of(&dana), stuffing))
+            .await,
     );
     service
         .login(from(&dana, &password_of(&dana), "192.0.2.100"))

@@ -391,7 +391,7 @@ impl UserStore for DynamoStore {
         keys: &[String],
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        let mut request = self.client.transact_write_items();
+        let mut updates = Vec::new();
         for key in keys {
             let update = built(
                 Update::builder()
@@ -404,13 +404,30 @@ impl UserStore for DynamoStore {
                     .expression_attribute_values(":exp", n(expires_at))
                     .build(),
             )?;
-            request = request.transact_items(TransactWriteItem::builder().update(update).build());
+            updates.push(TransactWriteItem::builder().update(update).build());
         }
-        request
-            .send()
-            .await
-            .map_err(|e| sdk_error("TransactWriteItems login failure", e))?;
-        Ok(())
+        // Concurrent failures of one counter make transactions conflict: try again.
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(updates.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            if !Cancelled::of(&error).is_some_and(|c| c.conflicted()) {
+                return Err(sdk_error("TransactWriteItems login failure", error));
+            }
+        }
+        Err(StoreError::Unavailable(
+            "counting a failed login kept conflicting with concurrent ones".into(),
+        ))
     }
 
     async fn create_user(&self, user: &User) -> Result<SaveOutcome, StoreError> {
