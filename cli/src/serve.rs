@@ -1,6 +1,10 @@
 //! `tokenlife serve`: an HTTP/1.1 server (hyper) that turns each request into the same
 //! `lambda_http::Request` API Gateway would produce and answers it with the shared handler.
 //!
+//! Bounded against slow and idle clients: at most [`MAX_CONNECTIONS`] connections at once
+//! (the accept loop waits for one to end), request headers within [`HEADER_TIMEOUT`], the
+//! body within [`BODY_TIMEOUT`]; password hashing is bounded by the service itself.
+//!
 //! Output contract (scripts rely on it): the first line on stdout is
 //! `tokenlife listening on <base URL>`, printed once the server accepts connections; the
 //! rest of stdout is the human banner; logs go to stderr.
@@ -14,7 +18,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
 use tokenlife::http::handlers::new_user_scopes;
@@ -22,6 +26,12 @@ use tokenlife::http::request::{MAX_BODY_BYTES, PeerAddr};
 use tokenlife::http::{LISTENING, ROUTES, handle, response};
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to send a request's headers, and then its body.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -98,7 +108,12 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
     }
     print_banner(&base_url, &app.service, &args.users);
 
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the limit, wait for a connection to end before accepting another.
+        let Ok(slot) = connections.clone().acquire_owned().await else {
+            return Err("the connection limit is gone".into());
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -113,11 +128,14 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
                 async move { Ok::<_, std::convert::Infallible>(answer(&service, peer, request).await) }
             });
             if let Err(error) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), answer)
                 .await
             {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(slot);
         });
     }
 }
@@ -133,9 +151,13 @@ async fn answer(
     // The connection's peer is the source address sessions record (no forwarded header is
     // believed).
     parts.extensions.insert(PeerAddr(peer.ip()));
-    let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Err(_) => response::error(&Error::PayloadTooLarge),
-        Ok(collected) => {
+    let body = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect());
+    let response = match body.await {
+        Err(_) => response::error(&Error::InvalidRequest(
+            "the request body did not arrive in time".into(),
+        )),
+        Ok(Err(_)) => response::error(&Error::PayloadTooLarge),
+        Ok(Ok(collected)) => {
             let bytes = collected.to_bytes();
             let body = if bytes.is_empty() {
                 lambda_http::Body::Empty

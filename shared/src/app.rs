@@ -16,6 +16,15 @@ use crate::keys::{
     KeyCache, KeyError, KeyRegistry, KeyRotation, KeyVault, KmsVault, LocalVault, RotationPolicy,
 };
 use crate::passwords::{PasswordError, PasswordHasher};
+
+/// The password hasher the configuration asks for.
+fn password_hasher(config: &Config) -> Result<PasswordHasher, PasswordError> {
+    PasswordHasher::new(
+        config.argon2,
+        usize::try_from(config.hashing_slots).unwrap_or(1),
+        std::time::Duration::from_millis(config.hashing_wait_ms),
+    )
+}
 use crate::service::{Dependencies, TokenService};
 use crate::store::{DynamoStore, MemoryStore};
 
@@ -145,7 +154,7 @@ impl App {
             keys,
             rotation,
             clock,
-            passwords: Arc::new(PasswordHasher::new(config.argon2)?),
+            passwords: Arc::new(password_hasher(&config)?),
         };
         let service = Arc::new(TokenService::new(config, issuer, deps));
         service.ensure_active_key().await?;
@@ -179,7 +188,7 @@ impl App {
             keys,
             rotation,
             clock,
-            passwords: Arc::new(PasswordHasher::new(config.argon2)?),
+            passwords: Arc::new(password_hasher(&config)?),
         };
         Ok(Self {
             service: Arc::new(TokenService::new(config, issuer, deps)),

@@ -62,6 +62,10 @@ pub struct Config {
     /// in each new key's own policy; `None`: KMS's default key policy.
     pub key_manager_role: Option<String>,
     pub argon2: Argon2Params,
+    /// Password hashes at once per process (0: one per core), and the longest wait for a
+    /// slot before a 503 (see [`crate::passwords`]).
+    pub hashing_slots: u64,
+    pub hashing_wait_ms: u64,
 }
 
 /// argon2id cost parameters.
@@ -397,6 +401,26 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "TOKENLIFE_HASHING_SLOTS",
+        default: Some("0"),
+        doc: "Password hashes (argon2id) at once per process; `0`: one per core. Bounds a login flood's memory to this many times `TOKENLIFE_ARGON2_MEMORY_KIB`.",
+        kind: Kind::Number {
+            min: 0,
+            max: 1024,
+            set: |c, n| c.hashing_slots = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_HASHING_WAIT_MS",
+        default: Some("2000"),
+        doc: "How long a login or password change waits for a hashing slot before it is refused with 503 and `Retry-After`, milliseconds.",
+        kind: Kind::Number {
+            min: 0,
+            max: 60_000,
+            set: |c, n| c.hashing_wait_ms = n,
+        },
+    },
+    Setting {
         name: "TOKENLIFE_ARGON2_MEMORY_KIB",
         default: Some("19456"),
         doc: "argon2id memory cost, KiB (OWASP: 19 MiB); at least 8 per lane.",
@@ -560,6 +584,8 @@ impl Config {
                 iterations: 0,
                 parallelism: 0,
             },
+            hashing_slots: 0,
+            hashing_wait_ms: 0,
         }
     }
 

@@ -191,14 +191,14 @@ impl TokenService {
             .find_user_for_login(&request.username, &keys)
             .await?;
         limits.check(&counts)?;
-        let hasher = self.deps.passwords.clone();
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = request.password;
         // Unknown users cost the same argon2id work and get the same answer.
-        let password_ok =
-            tokio::task::spawn_blocking(move || hasher.verify(&password, stored_hash.as_deref()))
-                .await
-                .map_err(|e| Error::internal(format!("password check task: {e}")))?;
+        let password_ok = self
+            .deps
+            .passwords
+            .run(move |hasher| hasher.verify(&password, stored_hash.as_deref()))
+            .await?;
         let user = match user {
             Some(user) if password_ok && !user.disabled => user,
             _ => {

@@ -503,3 +503,32 @@ fn bad_configuration_fails_at_start_naming_the_variable() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// Issue 10: a client that starts a request and never finishes its headers is cut off
+/// (header read timeout), so idle connections cannot pin the server's resources.
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let server = serve(Backend::Memory, &[]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 256];
+    let closed = match stream.read(&mut buffer) {
+        Ok(0) => true,
+        Ok(_) => true, // an error answer, then the close
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the server cut the connection");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(25),
+        "cut off after the header timeout, not left open: {waited:?}"
+    );
+}

@@ -285,11 +285,11 @@ impl TokenService {
     }
 
     pub(super) async fn hash_password(&self, password: &str) -> Result<String, Error> {
-        let hasher = self.deps.passwords.clone();
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|e| Error::internal(format!("password hashing task: {e}")))?
+        self.deps
+            .passwords
+            .run(move |hasher| hasher.hash(&password))
+            .await?
             .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
     }
 
