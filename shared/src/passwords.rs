@@ -23,7 +23,7 @@ pub struct PasswordError(String);
 
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
-    slots: tokio::sync::Semaphore,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
     wait: std::time::Duration,
 }
 
@@ -50,7 +50,7 @@ impl PasswordHasher {
         .map_err(|e| PasswordError(e.to_string()))?;
         Ok(Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            slots: tokio::sync::Semaphore::new(slots),
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(slots)),
             wait,
         })
     }
@@ -61,7 +61,8 @@ impl PasswordHasher {
         self: &std::sync::Arc<Self>,
         work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
     ) -> Result<T, crate::Error> {
-        let permit = match tokio::time::timeout(self.wait, self.slots.acquire()).await {
+        let slot = self.slots.clone().acquire_owned();
+        let permit = match tokio::time::timeout(self.wait, slot).await {
             Ok(Ok(permit)) => permit,
             _ => {
                 return Err(crate::Error::unavailable(
@@ -71,11 +72,15 @@ impl PasswordHasher {
             }
         };
         let hasher = self.clone();
-        let result = tokio::task::spawn_blocking(move || work(&hasher))
-            .await
-            .map_err(|e| crate::Error::internal(format!("password hashing task: {e}")));
-        drop(permit);
-        result
+        // The slot goes with the work: should the caller stop waiting (a client gone), the
+        // hash still holds its slot until it is done.
+        tokio::task::spawn_blocking(move || {
+            let result = work(&hasher);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| crate::Error::internal(format!("password hashing task: {e}")))
     }
 
     /// A PHC string (`$argon2id$v=19$m=...`) with a fresh random salt.
