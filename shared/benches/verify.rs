@@ -84,7 +84,9 @@ fn main() {
     if rounds == 1 {
         println!("(smoke run: not a measurement; `cargo bench` measures)");
     }
+    // Timers on: password hashing waits for a slot with a timeout.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     println!(
