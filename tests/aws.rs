@@ -86,7 +86,8 @@ impl Intercept for Counting {
     }
 }
 
-/// Loses the answer of the first PutItem to one table: the write lands in DynamoDB, then
+/// Loses the answer of the first request of one operation to one table: the write lands
+/// in DynamoDB, then
 /// the client sees a 500 in its place (as after a dropped connection or a gateway error),
 /// so the SDK retries the same request.
 #[derive(Debug, Clone)]

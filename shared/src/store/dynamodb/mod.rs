@@ -191,6 +191,55 @@ fn user_names() -> HashMap<String, String> {
 }
 
 impl DynamoStore {
+    /// Strongly consistent reads of `keys` in each table, in one BatchGetItem — more only
+    /// if DynamoDB hands back unprocessed keys (throttling), a few times at most. The
+    /// items found, by table.
+    async fn batch_get(
+        &self,
+        operation: &str,
+        keys: Vec<(&str, Vec<Item>)>,
+    ) -> Result<HashMap<String, Vec<Item>>, StoreError> {
+        let mut pending: HashMap<String, Vec<Item>> = keys
+            .into_iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(table, keys)| (table.to_owned(), keys))
+            .collect();
+        let mut found: HashMap<String, Vec<Item>> = HashMap::new();
+        for attempt in 0..4u32 {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let mut request = self.client.batch_get_item();
+            for (table, keys) in std::mem::take(&mut pending) {
+                let reads = built(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(keys))
+                        .consistent_read(true)
+                        .build(),
+                )?;
+                request = request.request_items(table, reads);
+            }
+            let output = request.send().await.map_err(|e| sdk_error(operation, e))?;
+            for (table, items) in output.responses.unwrap_or_default() {
+                found.entry(table).or_default().extend(items);
+            }
+            for (table, left) in output.unprocessed_keys.unwrap_or_default() {
+                if !left.keys.is_empty() {
+                    pending.insert(table, left.keys);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "{operation} kept returning unprocessed keys"
+            )));
+        }
+        Ok(found)
+    }
+
     /// The write of a user-wide revocation inside a transaction: never moves an existing
     /// one back (the condition fails then, and the caller drops the write: the entry there
     /// already covers every session this one would).
@@ -313,71 +362,31 @@ impl UserStore for DynamoStore {
     ) -> Result<(Option<User>, Vec<u64>), StoreError> {
         let now = self.clock.now_secs();
         let user_key = HashMap::from([("username".to_owned(), s(username))]);
-        let mut pending_users = vec![user_key];
-        let mut pending_counters: Vec<Item> = keys
+        let counter_keys = keys
             .iter()
             .map(|key| HashMap::from([("key".to_owned(), s(key))]))
             .collect();
-        let mut user = None;
+        let mut found = self
+            .batch_get(
+                "BatchGetItem login",
+                vec![
+                    (&self.tables.users, vec![user_key]),
+                    (&self.tables.revocations, counter_keys),
+                ],
+            )
+            .await?;
+        let user = match found
+            .remove(&self.tables.users)
+            .and_then(|items| items.into_iter().next())
+        {
+            Some(item) => Some(user_from_item(&item)?),
+            None => None,
+        };
         let mut counts: HashMap<String, u64> = HashMap::new();
-        // One round trip; more only if DynamoDB hands back unprocessed keys (throttling).
-        for attempt in 0..4u32 {
-            if pending_users.is_empty() && pending_counters.is_empty() {
-                break;
+        for item in found.remove(&self.tables.revocations).unwrap_or_default() {
+            if get_n(&item, "expires_at").is_ok_and(|e| e > now) {
+                counts.insert(get_s(&item, "key")?, get_n(&item, "count").unwrap_or(0));
             }
-            if attempt > 0 {
-                backoff(attempt).await;
-            }
-            let mut request = self.client.batch_get_item();
-            if !pending_users.is_empty() {
-                let users = built(
-                    KeysAndAttributes::builder()
-                        .set_keys(Some(std::mem::take(&mut pending_users)))
-                        .consistent_read(true)
-                        .build(),
-                )?;
-                request = request.request_items(&self.tables.users, users);
-            }
-            if !pending_counters.is_empty() {
-                let counters = built(
-                    KeysAndAttributes::builder()
-                        .set_keys(Some(std::mem::take(&mut pending_counters)))
-                        .consistent_read(true)
-                        .build(),
-                )?;
-                request = request.request_items(&self.tables.revocations, counters);
-            }
-            let mut output = request
-                .send()
-                .await
-                .map_err(|e| sdk_error("BatchGetItem login", e))?;
-            let mut responses = output.responses.take().unwrap_or_default();
-            if let Some(item) = responses
-                .remove(&self.tables.users)
-                .and_then(|items| items.into_iter().next())
-            {
-                user = Some(user_from_item(&item)?);
-            }
-            for item in responses
-                .remove(&self.tables.revocations)
-                .unwrap_or_default()
-            {
-                if get_n(&item, "expires_at").is_ok_and(|e| e > now) {
-                    counts.insert(get_s(&item, "key")?, get_n(&item, "count").unwrap_or(0));
-                }
-            }
-            let mut unprocessed = output.unprocessed_keys.take().unwrap_or_default();
-            if let Some(left) = unprocessed.remove(&self.tables.users) {
-                pending_users = left.keys;
-            }
-            if let Some(left) = unprocessed.remove(&self.tables.revocations) {
-                pending_counters = left.keys;
-            }
-        }
-        if !pending_users.is_empty() || !pending_counters.is_empty() {
-            return Err(StoreError::Unavailable(
-                "BatchGetItem kept returning unprocessed keys".into(),
-            ));
         }
         let counts = keys
             .iter()
@@ -855,54 +864,22 @@ impl SessionStore for DynamoStore {
         let mut texts: Vec<String> = keys.iter().map(revocation_key_text).collect();
         texts.sort();
         texts.dedup();
-        let mut pending: Vec<Item> = texts
+        let keys = texts
             .iter()
             .map(|text| HashMap::from([("key".to_owned(), s(text))]))
             .collect();
-        let mut found = Vec::new();
-        // One round trip; more only if DynamoDB hands back unprocessed keys (throttling).
-        for attempt in 0..4u64 {
-            if pending.is_empty() {
-                break;
-            }
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
-            }
-            let request = built(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build(),
-            )?;
-            let output = self
-                .client
-                .batch_get_item()
-                .request_items(&self.tables.revocations, request)
-                .send()
-                .await
-                .map_err(|e| sdk_error("BatchGetItem revocations", e))?;
-            if let Some(items) = output
-                .responses
-                .as_ref()
-                .and_then(|r| r.get(&self.tables.revocations))
-            {
-                for item in items {
-                    found.push(revocation_from_item(item)?);
-                }
-            }
-            if let Some(unprocessed) = output
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.tables.revocations))
-            {
-                pending = unprocessed.keys;
-            }
-        }
-        if !pending.is_empty() {
-            return Err(StoreError::Unavailable(
-                "BatchGetItem kept returning unprocessed keys".into(),
-            ));
-        }
-        Ok(found)
+        let mut found = self
+            .batch_get(
+                "BatchGetItem revocations",
+                vec![(&self.tables.revocations, keys)],
+            )
+            .await?;
+        found
+            .remove(&self.tables.revocations)
+            .unwrap_or_default()
+            .iter()
+            .map(revocation_from_item)
+            .collect()
     }
 }
 
