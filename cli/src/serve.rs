@@ -2,8 +2,9 @@
 //! `lambda_http::Request` API Gateway would produce and answers it with the shared handler.
 //!
 //! Bounded against slow and idle clients: at most [`MAX_CONNECTIONS`] connections at once
-//! (the accept loop waits for one to end), request headers within [`HEADER_TIMEOUT`], the
-//! body within [`BODY_TIMEOUT`]; password hashing is bounded by the service itself.
+//! (the accept loop waits for one to end), each for at most [`CONNECTION_LIFETIME`],
+//! request headers within [`HEADER_TIMEOUT`], the body within [`BODY_TIMEOUT`]; password
+//! hashing is bounded by the service itself.
 //!
 //! Output contract (scripts rely on it): the first line on stdout is
 //! `tokenlife listening on <base URL>`, printed once the server accepts connections; the
@@ -27,8 +28,13 @@ use tokenlife::http::{LISTENING, ROUTES, handle, response};
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
 
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 1024;
+/// Connections served at once (below the common limit of 1024 open files, with room for
+/// the listener, the AWS SDK's connections and the rest).
+const MAX_CONNECTIONS: usize = 512;
+/// The longest a connection lives (then it is closed gracefully; clients reconnect), and
+/// how long its last answer may take then.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a client may take to send a request's headers, and then its body.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -117,7 +123,9 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
+                // Out of file descriptors, say: pause rather than spin.
                 tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -127,13 +135,23 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
                 let service = service.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&service, peer, request).await) }
             });
-            if let Err(error) = http1::Builder::new()
+            let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), answer)
-                .await
-            {
-                tracing::debug!(%error, "connection ended with an error");
+                .serve_connection(TokioIo::new(stream), answer);
+            tokio::pin!(connection);
+            // A connection lives at most CONNECTION_LIFETIME: a client that pipelines
+            // requests and never reads the answers cannot hold its slot for ever.
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+                }
             }
             drop(slot);
         });
