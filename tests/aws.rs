@@ -691,10 +691,7 @@ async fn each_operation_makes_the_minimum_of_aws_calls() {
         disabled: Some(true),
         ..Default::default()
     };
-    f.service
-        .change_user("alice", disable, "test")
-        .await
-        .unwrap();
+    f.service.change_user("alice", disable).await.unwrap();
     assert_eq!(
         f.counter.take(),
         counts(&[("GetItem", 1), ("TransactWriteItems", 1)]),
@@ -1432,7 +1429,7 @@ async fn a_user_change_whose_answer_is_lost_is_reported_made() {
         disabled: Some(true),
         ..Default::default()
     };
-    let changed = service.change_user("alice", disable, "test").await.unwrap();
+    let changed = service.change_user("alice", disable).await.unwrap();
     assert_eq!(fault.lost.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(changed.sessions_ended && changed.user.disabled);
     assert!(f.refresh(&grant.refresh_token).await.is_err());
@@ -1696,7 +1693,7 @@ async fn a_change_made_with_a_slow_clock_still_ends_every_session() {
     };
     assert!(
         laptop
-            .change_user("alice", disable, "test")
+            .change_user("alice", disable)
             .await
             .unwrap()
             .sessions_ended

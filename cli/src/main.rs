@@ -74,25 +74,28 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => {
-            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            tokenlife::logging::init_for_cli();
             with_config_and_runtime("serve", |config, runtime| serve::run(args, config, runtime))
         }
         Command::Setup => {
-            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            tokenlife::logging::init_for_cli();
+            let _actor = tokenlife::audit::actor_span(tokenlife::audit::ACTOR_CLI).entered();
             with_config_and_runtime("setup", setup::run)
         }
         Command::Check => {
-            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            tokenlife::logging::init_for_cli();
             with_config_and_runtime("check", setup::run_check)
         }
         Command::Keys(command) => {
-            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            tokenlife::logging::init_for_cli();
+            let _actor = tokenlife::audit::actor_span(tokenlife::audit::ACTOR_CLI).entered();
             with_config_and_runtime("keys", |config, runtime| {
                 keys::run(command, config, runtime)
             })
         }
         Command::Users(command) => {
-            lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+            tokenlife::logging::init_for_cli();
+            let _actor = tokenlife::audit::actor_span(tokenlife::audit::ACTOR_CLI).entered();
             with_config_and_runtime("users", |config, runtime| {
                 users::run(command, config, runtime)
             })

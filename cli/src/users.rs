@@ -13,9 +13,6 @@ use tokenlife::passwords::MAX_PASSWORD_BYTES;
 use tokenlife::service::{MIN_PASSWORD_CHARS, TokenService, UserChange, UserView};
 use tokenlife::{Config, Error};
 
-/// Who the service logs as having made a change.
-const BY: &str = "cli";
-
 #[derive(Subcommand)]
 pub enum UsersCommand {
     /// Create a user (scopes: `user` unless --scope names others; --admin adds `admin`).
@@ -103,7 +100,7 @@ async fn execute(
     password: String,
 ) -> Result<(), Error> {
     let change = |change: UserChange, name: String| async move {
-        let changed = service.change_user(&name, change, BY).await?;
+        let changed = service.change_user(&name, change).await?;
         let ended = if changed.sessions_ended {
             "; all of its sessions ended"
         } else {
@@ -122,7 +119,7 @@ async fn execute(
         } => {
             let scopes = (!scopes.is_empty()).then_some(scopes);
             let scopes = tokenlife::http::handlers::new_user_scopes(scopes, admin);
-            let user = service.create_user(&name, &password, scopes, BY).await?;
+            let user = service.create_user(&name, &password, scopes).await?;
             if json {
                 println!("{}", to_json(&user));
             } else {
@@ -191,7 +188,7 @@ async fn execute(
             Ok(())
         }
         UsersCommand::Remove { name } => {
-            service.remove_user(&name, BY).await?;
+            service.remove_user(&name).await?;
             println!("user {name:?} removed; all of its sessions ended");
             Ok(())
         }

@@ -17,39 +17,9 @@ use crate::App;
 pub use crate::http::Function;
 use crate::service::TokenService;
 
-/// Logging for a function: the level of Lambda's logging controls (`AWS_LAMBDA_LOG_LEVEL`,
-/// INFO by default), JSON under `AWS_LAMBDA_LOG_FORMAT=JSON` — and never more than INFO for
-/// the Lambda runtime's own crates, whatever the level or `RUST_LOG` say: at DEBUG and
-/// TRACE they log whole events (passwords, refresh tokens, Authorization headers).
-/// `RUST_LOG` is not read.
-pub fn init_logging() {
-    use lambda_http::tracing::subscriber::filter::{EnvFilter, LevelFilter};
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
-        .and_then(|level| level.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
-    let filter = EnvFilter::builder()
-        .with_default_directive(level.into())
-        .parse_lossy(RUNTIME_LOG_CAP);
-    let collector = lambda_http::tracing::subscriber::fmt()
-        .with_target(false)
-        .without_time()
-        .with_env_filter(filter);
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    if json {
-        collector.json().init();
-    } else {
-        collector.init();
-    }
-}
-
-/// The runtime crates' log level, capped (see [`init_logging`]).
-pub const RUNTIME_LOG_CAP: &str =
-    "lambda_runtime=info,lambda_runtime_api_client=info,lambda_http=info";
-
 /// Runs HTTP function `function` until the runtime stops it.
 pub async fn run_http(function: Function) -> Result<(), lambda_http::Error> {
-    init_logging();
+    crate::logging::init_for_lambda();
     let service = App::for_lambda().await?.service;
     lambda_http::run(service_fn(move |request: Request| {
         let service = service.clone();
@@ -69,7 +39,7 @@ where
     R: Serialize,
     E: Into<Diagnostic> + std::fmt::Debug,
 {
-    init_logging();
+    crate::logging::init_for_lambda();
     let service = App::for_lambda().await?.service;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: LambdaEvent<serde_json::Value>| handle(service.clone(), event.payload),

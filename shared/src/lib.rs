@@ -17,6 +17,8 @@
 //! - [`service`]: the lifecycle operations (login, refresh, revoke, authorize, jwks).
 //! - [`http`]: the route table, request parsing, one handler per route, the caller check,
 //!   responses, cookies, CORS, error mapping.
+//! - [`audit`]: the audit trail's events (the `audit` log target) and request spans.
+//! - [`logging`]: the log subscriber (text or JSON, levels, the runtime's cap).
 //! - [`lambda`]: what each Lambda function's `main` runs (HTTP or JSON events, typed
 //!   responses, errors as the runtime's `Diagnostic`).
 //! - [`authorizer`]: the API Gateway Lambda authorizer's event handling.
@@ -27,6 +29,7 @@
 //!   the `serve` harness shared by every test crate.
 
 pub mod app;
+pub mod audit;
 pub mod authorizer;
 pub mod clock;
 pub mod config;
@@ -35,6 +38,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod lambda;
+pub mod logging;
 pub mod passwords;
 pub mod refresh;
 pub mod rotate_keys;

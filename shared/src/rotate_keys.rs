@@ -9,6 +9,7 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::http::handlers::rotation_report;
 use crate::http::{Function, handle};
@@ -90,7 +91,11 @@ pub async fn handle_event(
     event: &Value,
 ) -> Result<RotateKeysAnswer, RotateKeysError> {
     match RotateKeysEvent::of(event).ok_or(RotateKeysError::UnsupportedEvent)? {
-        RotateKeysEvent::Schedule => match service.rotate_keys().await {
+        RotateKeysEvent::Schedule => match service
+            .rotate_keys()
+            .instrument(crate::audit::actor_span(crate::audit::ACTOR_SCHEDULE))
+            .await
+        {
             Ok(report) => Ok(RotateKeysAnswer::Report(rotation_report(&report))),
             Err(error) => {
                 tracing::error!(
@@ -104,7 +109,9 @@ pub async fn handle_event(
         RotateKeysEvent::CustomResource => {
             let request = crate::custom_resource::Request::of(event)
                 .map_err(RotateKeysError::BadCustomResourceEvent)?;
-            let response = crate::custom_resource::answer(service, &request).await;
+            let response = crate::custom_resource::answer(service, &request)
+                .instrument(crate::audit::actor_span(crate::audit::ACTOR_DEPLOY))
+                .await;
             tracing::info!(
                 request_type = %request.request_type,
                 status = response.status,

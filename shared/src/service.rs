@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::audit::{self, Event, Record};
 use crate::clock::Clock;
 use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config};
 use crate::error::Error;
@@ -190,7 +191,15 @@ impl TokenService {
             .users
             .find_user_for_login(&request.username, &keys)
             .await?;
-        limits.check(&counts)?;
+        if let Err(refused) = limits.check(&counts) {
+            Record::new(Event::Login, "throttled")
+                .reason(limits.exceeded(&counts).unwrap_or("limit"))
+                .username(user.as_ref().map(|u| u.username.as_str()))
+                .subject(user.as_ref().map(|u| u.id.as_str()))
+                .client_id(client_id.as_deref())
+                .emit();
+            return Err(refused);
+        }
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = request.password;
         // Unknown users cost the same argon2id work and get the same answer.
@@ -201,7 +210,18 @@ impl TokenService {
             .await?;
         let user = match user {
             Some(user) if password_ok && !user.disabled => user,
-            _ => {
+            user => {
+                let reason = match &user {
+                    None => "unknown_user",
+                    Some(_) if !password_ok => "bad_password",
+                    Some(_) => "disabled",
+                };
+                Record::new(Event::Login, "failed")
+                    .reason(reason)
+                    .username(user.as_ref().map(|u| u.username.as_str()))
+                    .subject(user.as_ref().map(|u| u.id.as_str()))
+                    .client_id(client_id.as_deref())
+                    .emit();
                 self.deps
                     .users
                     .count_login_failure(&keys, limits.counters_expire_at())
@@ -233,6 +253,7 @@ impl TokenService {
         };
         // Sign first: if signing fails, nothing has been written.
         let access_token = self.issue_access_token(&session, &scope).await?;
+        let owner_name = user.username.clone();
         let owner = SessionOwner {
             username: user.username,
             user_id: user.id,
@@ -248,7 +269,12 @@ impl TokenService {
                 ));
             }
         }
-        tracing::info!(user = %session.user_id, "login");
+        Record::new(Event::Login, "succeeded")
+            .subject(&session.user_id)
+            .username(&owner_name)
+            .sid(&session.id)
+            .client_id(session.client_id.as_deref())
+            .emit();
         Ok(self.grant(access_token, &refresh, scope))
     }
 
@@ -295,7 +321,11 @@ impl TokenService {
             // request says (client, scope).
             if presented.generation() < session.generation && !just_spent_in_grace {
                 self.end_session(&session).await?;
-                tracing::warn!(user = %session.user_id, "refresh token reuse detected; session ended");
+                Record::new(Event::RefreshReuseDetected, "session_ended")
+                    .subject(&session.user_id)
+                    .sid(&session.id)
+                    .client_id(session.client_id.as_deref())
+                    .emit();
                 return Err(Error::invalid_grant(
                     "refresh token was already used; the session has been revoked",
                 ));
@@ -384,6 +414,16 @@ impl TokenService {
         token: &str,
         _token_type_hint: Option<&str>,
     ) -> Result<Revoked, Error> {
+        self.revoke_as(token, audit::REVOKED).await
+    }
+
+    /// Logout with a refresh token: [`Self::revoke`], recorded as a logout.
+    pub async fn logout_refresh_token(&self, token: &str) -> Result<Revoked, Error> {
+        self.revoke_as(token, audit::LOGOUT).await
+    }
+
+    /// Revocation; `reason` names why in the audit trail.
+    async fn revoke_as(&self, token: &str, reason: &'static str) -> Result<Revoked, Error> {
         // The hint only saves a lookup; the token's shape tells the type exactly.
         if let Some(refresh) = RefreshToken::parse(token) {
             let Some(session) = self
@@ -398,7 +438,7 @@ impl TokenService {
                 return Ok(Revoked::Nothing);
             }
             self.end_session(&session).await?;
-            tracing::info!(user = %session.user_id, "session revoked");
+            session_ended(&session, reason);
             return Ok(Revoked::Session);
         }
         let claims = match self
@@ -424,7 +464,12 @@ impl TokenService {
                 below_version: 0,
             })
             .await?;
-        tracing::info!(user = %claims.sub, "access token revoked");
+        Record::new(Event::AccessTokenRevoked, "succeeded")
+            .reason(reason)
+            .subject(&claims.sub)
+            .sid(&claims.sid)
+            .client_id(claims.client_id.as_deref())
+            .emit();
         Ok(Revoked::AccessToken)
     }
 
@@ -441,20 +486,20 @@ impl TokenService {
         };
         if session.user_id == claims.sub && !session.ended {
             self.end_session(&session).await?;
-            tracing::info!(user = %session.user_id, "logout");
+            session_ended(&session, audit::LOGOUT);
         }
         Ok(())
     }
 
     /// Revokes every session and access token of `username` in one write (the user record
     /// and the user-wide entry together). For trusted callers: the admin route checks the
-    /// admin scope first; `caller` is named in the log. A login after it is not affected.
-    pub async fn revoke_user(&self, caller: &AccessClaims, username: &str) -> Result<(), Error> {
+    /// admin scope first. A login after it is not affected.
+    pub async fn revoke_user(&self, username: &str) -> Result<(), Error> {
         let end = UserChange {
             end_sessions: true,
             ..UserChange::default()
         };
-        self.change_user(username, end, &caller.sub).await?;
+        self.change_user(username, end).await?;
         Ok(())
     }
 
@@ -602,6 +647,16 @@ impl TokenService {
     async fn user_revocation_covers(&self, session: &Session) -> Result<bool, Error> {
         Ok(session.user_version < self.user_revoked_below(&session.user_id).await?)
     }
+}
+
+/// The audit record of a session that ended (`reason`: see [`audit::Event::SessionEnded`]).
+fn session_ended(session: &Session, reason: &'static str) {
+    Record::new(Event::SessionEnded, "succeeded")
+        .reason(reason)
+        .subject(&session.user_id)
+        .sid(&session.id)
+        .client_id(session.client_id.as_deref())
+        .emit();
 }
 
 fn check_username(username: &str) -> Result<(), Error> {

@@ -8,6 +8,7 @@ use lambda_http::{Body, Response};
 use super::request::{Params, bearer_token, cookie, device, json_body, params, query};
 use super::response::{REFRESH_COOKIE, json, no_store, refresh_cookies};
 use super::routes::{Call, JWKS, REVOKE, TOKEN, USERINFO};
+use crate::audit;
 use crate::error::Error;
 use crate::keys::{KeyRecord, RotationReport};
 use crate::service::{
@@ -102,7 +103,7 @@ pub async fn logout(call: Call<'_>) -> Answer {
         .into_iter()
         .flatten()
     {
-        service.revoke(&token, Some("refresh_token")).await?;
+        service.logout_refresh_token(&token).await?;
         ended = true;
     }
     if call.request.headers().contains_key(header::AUTHORIZATION) {
@@ -209,7 +210,9 @@ pub async fn list_sessions(call: Call<'_>, caller: AccessClaims) -> Answer {
 /// `DELETE /sessions/{sid}`: ends one of the caller's own sessions (404 for any other).
 pub async fn end_session(call: Call<'_>, caller: AccessClaims) -> Answer {
     let sid = call.param(0);
-    call.service.end_session_of(&caller.sub, &sid).await?;
+    call.service
+        .end_session_of(&caller.sub, &sid, audit::BY_USER)
+        .await?;
     Ok(no_store(json(200, &serde_json::json!({ "ended": sid }))))
 }
 
@@ -237,11 +240,12 @@ pub async fn admin_list_user_sessions(call: Call<'_>, _caller: AccessClaims) -> 
 }
 
 /// `DELETE /admin/users/{username}/sessions/{sid}`.
-pub async fn admin_end_user_session(call: Call<'_>, caller: AccessClaims) -> Answer {
+pub async fn admin_end_user_session(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let user_id = call.service.user_id_of(&call.param(0)).await?;
     let sid = call.param(1);
-    call.service.end_session_of(&user_id, &sid).await?;
-    tracing::info!(admin = %caller.sub, user = %user_id, "session ended by an admin");
+    call.service
+        .end_session_of(&user_id, &sid, audit::BY_ADMIN)
+        .await?;
     Ok(no_store(json(200, &serde_json::json!({ "ended": sid }))))
 }
 
@@ -259,9 +263,9 @@ fn page_query(call: &Call<'_>) -> Result<(Option<String>, Option<usize>), Error>
 }
 
 /// `POST /admin/users/{username}/revoke`: every session and access token of the user.
-pub async fn admin_revoke_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+pub async fn admin_revoke_user(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let username = call.param(0);
-    call.service.revoke_user(&caller, &username).await?;
+    call.service.revoke_user(&username).await?;
     Ok(json(200, &serde_json::json!({ "revoked": username })))
 }
 
@@ -296,12 +300,12 @@ pub fn new_user_scopes(scopes: Option<Vec<String>>, admin: bool) -> Vec<String> 
 }
 
 /// `POST /admin/users`: 201 with the user.
-pub async fn admin_create_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+pub async fn admin_create_user(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let new: NewUser = json_body(call.request)?;
     let scopes = new_user_scopes(new.scopes, new.admin);
     let user = call
         .service
-        .create_user(&new.username, &new.password, scopes, &caller.sub)
+        .create_user(&new.username, &new.password, scopes)
         .await?;
     Ok(no_store(json(201, &user)))
 }
@@ -322,7 +326,7 @@ struct UserPatch {
 }
 
 /// `PATCH /admin/users/{username}`: scopes and/or disabled; says whether sessions ended.
-pub async fn admin_change_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+pub async fn admin_change_user(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let patch: UserPatch = json_body(call.request)?;
     let change = UserChange {
         password: None,
@@ -330,10 +334,7 @@ pub async fn admin_change_user(call: Call<'_>, caller: AccessClaims) -> Answer {
         disabled: patch.disabled,
         end_sessions: false,
     };
-    let changed = call
-        .service
-        .change_user(&call.param(0), change, &caller.sub)
-        .await?;
+    let changed = call.service.change_user(&call.param(0), change).await?;
     Ok(no_store(json(200, &changed)))
 }
 
@@ -345,23 +346,20 @@ struct NewPassword {
 }
 
 /// `POST /admin/users/{username}/password`: sets it and ends the user's sessions.
-pub async fn admin_set_password(call: Call<'_>, caller: AccessClaims) -> Answer {
+pub async fn admin_set_password(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let body: NewPassword = json_body(call.request)?;
     let change = UserChange {
         password: Some(body.password),
         ..UserChange::default()
     };
-    let changed = call
-        .service
-        .change_user(&call.param(0), change, &caller.sub)
-        .await?;
+    let changed = call.service.change_user(&call.param(0), change).await?;
     Ok(no_store(json(200, &changed)))
 }
 
 /// `DELETE /admin/users/{username}`: removes the user and ends their sessions.
-pub async fn admin_remove_user(call: Call<'_>, caller: AccessClaims) -> Answer {
+pub async fn admin_remove_user(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let username = call.param(0);
-    call.service.remove_user(&username, &caller.sub).await?;
+    call.service.remove_user(&username).await?;
     Ok(no_store(json(
         200,
         &serde_json::json!({ "removed": username, "sessions_ended": true }),
@@ -378,14 +376,13 @@ pub async fn admin_list_keys(call: Call<'_>, _caller: AccessClaims) -> Answer {
 }
 
 /// `POST /admin/keys/rotate`: one rotation step.
-pub async fn admin_rotate_keys(call: Call<'_>, caller: AccessClaims) -> Answer {
-    tracing::info!(admin = %caller.sub, "key rotation step requested");
+pub async fn admin_rotate_keys(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let report = call.service.rotate_keys().await?;
     Ok(no_store(json(200, &rotation_report(&report))))
 }
 
 /// `POST /admin/keys/{kid}/retire`: emergency retirement.
-pub async fn admin_retire_key(call: Call<'_>, caller: AccessClaims) -> Answer {
+pub async fn admin_retire_key(call: Call<'_>, _caller: AccessClaims) -> Answer {
     let kid = call.param(0);
     // A kid is an RFC 7638 thumbprint (base64url); anything else names no key, and is not
     // worth a log line.
@@ -396,7 +393,6 @@ pub async fn admin_retire_key(call: Call<'_>, caller: AccessClaims) -> Answer {
     {
         return Err(Error::NotFound("no signing key with that kid".into()));
     }
-    tracing::warn!(admin = %caller.sub, kid = %kid, "emergency key retirement requested");
     let report = call.service.retire_key(&kid).await?;
     Ok(no_store(json(200, &rotation_report(&report))))
 }

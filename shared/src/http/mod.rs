@@ -14,11 +14,12 @@ pub mod routes;
 use http::{Method, header};
 use lambda_http::{Body, Request, Response};
 
+use crate::audit;
 use crate::error::Error;
 use crate::service::{ADMIN_SCOPE, TokenService};
 use crate::token::AccessClaims;
 pub use request::origin_of;
-use request::{bearer_token, split_base_path};
+use request::{bearer_token, device, request_id, split_base_path};
 use routes::Call;
 pub use routes::{Function, Handler, ROUTES, Route};
 
@@ -29,6 +30,16 @@ pub const LISTENING: &str = "tokenlife listening on ";
 /// Answers one request for the routes of `function` (every route when `None`, as in
 /// `tokenlife serve`); a path no such route has is 404, a wrong method 405.
 pub async fn handle(
+    service: &TokenService,
+    function: Option<Function>,
+    request: Request,
+) -> Response<Body> {
+    use tracing::Instrument;
+    let span = audit::request_span(&request_id(&request), &device(&request));
+    answer(service, function, request).instrument(span).await
+}
+
+async fn answer(
     service: &TokenService,
     function: Option<Function>,
     request: Request,
@@ -104,6 +115,11 @@ async fn run(route: &Route, call: Call<'_>) -> Result<Response<Body>, Error> {
         Handler::Admin(handler) => {
             let caller = bearer_caller(&call).await?;
             if !caller.has_scope(ADMIN_SCOPE) {
+                audit::Record::new(audit::Event::AdminRefused, "refused")
+                    .reason(route.path)
+                    .subject(&caller.sub)
+                    .client_id(caller.client_id.as_deref())
+                    .emit();
                 return Err(Error::InsufficientScope(ADMIN_SCOPE));
             }
             handler(call, caller).await
@@ -111,8 +127,11 @@ async fn run(route: &Route, call: Call<'_>) -> Result<Response<Body>, Error> {
     }
 }
 
+/// The verified caller of a bearer route, named as the request's actor.
 async fn bearer_caller(call: &Call<'_>) -> Result<AccessClaims, Error> {
-    call.service.authorize(bearer_token(call.request)?).await
+    let caller = call.service.authorize(bearer_token(call.request)?).await?;
+    audit::record_actor(&caller.sub);
+    Ok(caller)
 }
 
 /// `Allow`: the methods of the routes on this path, and OPTIONS (CORS preflights).

@@ -267,6 +267,19 @@ pub fn device(request: &Request) -> Device {
     Device::new(user_agent, source_ip)
 }
 
+/// The request's id: API Gateway's (`requestContext.requestId`, the id its access logs
+/// carry), or else a fresh random one (`tokenlife serve`).
+pub fn request_id(request: &Request) -> String {
+    let given = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(context)) => context.request_id.clone(),
+        _ => None,
+    };
+    given
+        .filter(|id| id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| crate::secrets::b64url(&crate::secrets::random_bytes::<9>()))
+}
+
 /// The path prefix API Gateway put before our routes (its stage, when not `$default`), and
 /// the route path after it.
 pub fn split_base_path(request: &Request) -> (String, String) {

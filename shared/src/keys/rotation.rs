@@ -309,9 +309,7 @@ impl KeyRotation {
             let keys = apply_change(&registry, &change, created.clone(), now, &self.policy);
             match self.registry.save_keys(&keys, registry.version).await {
                 Ok(SaveOutcome::Saved) => {
-                    for action in &actions {
-                        tracing::info!(action = %action, "signing keys");
-                    }
+                    key_changes(&actions);
                     return Ok(RotationReport {
                         changed: true,
                         actions,
@@ -339,9 +337,7 @@ impl KeyRotation {
                         && now_stored.keys == keys)
                         || (!created.is_empty() && created.iter().all(ours));
                     if landed {
-                        for action in &actions {
-                            tracing::info!(action = %action, "signing keys (write confirmed by re-read)");
-                        }
+                        key_changes(&actions);
                         return Ok(RotationReport {
                             changed: true,
                             actions,
@@ -396,6 +392,15 @@ impl KeyRotation {
                 tracing::warn!(key = %key.key_ref, error = %error, "could not destroy an unused new key");
             }
         }
+    }
+}
+
+/// The audit records of a registry change that landed.
+fn key_changes(actions: &[String]) {
+    for action in actions {
+        crate::audit::Record::new(crate::audit::Event::SigningKeyChanged, "succeeded")
+            .reason(action.as_str())
+            .emit();
     }
 }
 

@@ -67,16 +67,23 @@ impl Limits {
 
     /// Refuses (429) when a counter has reached its limit, until the window ends.
     pub fn check(&self, counts: &[u64]) -> Result<(), Error> {
-        if counts
-            .iter()
-            .zip(self.limits)
-            .any(|(count, limit)| *count >= limit)
-        {
+        if self.exceeded(counts).is_some() {
             return Err(Error::TooManyRequests {
                 retry_after_secs: self.window_end() - self.now_secs,
             });
         }
         Ok(())
+    }
+
+    /// The first limit `counts` reach, by name: `user_and_address`, `user`, `address`.
+    pub fn exceeded(&self, counts: &[u64]) -> Option<&'static str> {
+        let names = ["user_and_address", "user", "address"];
+        counts
+            .iter()
+            .zip(self.limits)
+            .zip(names)
+            .find(|((count, limit), _)| **count >= *limit)
+            .map(|(_, name)| name)
     }
 
     /// When this window's counters may be deleted (TTL): a minute after it ends.

@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::TokenService;
+use crate::audit;
 use crate::error::Error;
 use crate::secrets::{b64url, b64url_decode};
 use crate::store::{RevocationKey, Session, SessionCursor, SessionSummary};
@@ -83,8 +84,14 @@ impl TokenService {
     }
 
     /// Ends one of `user_id`'s live sessions (and its access tokens). Any other sid — of
-    /// another user, ended, unknown — is 404 alike.
-    pub async fn end_session_of(&self, user_id: &str, sid: &str) -> Result<(), Error> {
+    /// another user, ended, unknown — is 404 alike. `reason`: [`audit::BY_USER`] or
+    /// [`audit::BY_ADMIN`], for the audit trail.
+    pub async fn end_session_of(
+        &self,
+        user_id: &str,
+        sid: &str,
+        reason: &'static str,
+    ) -> Result<(), Error> {
         let not_found = || Error::NotFound("no such session".into());
         if sid.len() > 64 {
             return Err(not_found());
@@ -99,7 +106,7 @@ impl TokenService {
             return Err(not_found());
         }
         self.end_session(&session).await?;
-        tracing::info!(user = %user_id, "session ended by its user or an admin");
+        super::session_ended(&session, reason);
         Ok(())
     }
 
@@ -127,6 +134,7 @@ impl TokenService {
                 .filter(|s| s.id != keep && s.user_version >= below_version);
             for summary in live {
                 if ended >= MAX_ENDED_AT_ONCE {
+                    other_sessions_ended(user_id, keep, ended);
                     return Ok((ended, true));
                 }
                 self.end_session_id(&summary.id).await?;
@@ -135,11 +143,12 @@ impl TokenService {
             match page.next {
                 Some(next) => after = Some(next),
                 None => {
-                    tracing::info!(user = %user_id, ended, "other sessions ended");
+                    other_sessions_ended(user_id, keep, ended);
                     return Ok((ended, false));
                 }
             }
         }
+        other_sessions_ended(user_id, keep, ended);
         Ok((ended, true))
     }
 
@@ -169,6 +178,14 @@ impl TokenService {
             .max()
             .unwrap_or(0))
     }
+}
+
+fn other_sessions_ended(user_id: &str, kept: &str, ended: usize) {
+    audit::Record::new(audit::Event::OtherSessionsEnded, "succeeded")
+        .subject(user_id)
+        .sid(kept)
+        .count(ended as u64)
+        .emit();
 }
 
 fn view(session: &SessionSummary, current: Option<&str>) -> SessionView {

@@ -17,6 +17,7 @@
 use serde::Serialize;
 
 use super::{TokenService, check_username};
+use crate::audit::{Event, Record};
 use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, REFRESH_TTL_MAX_SECS};
 use crate::error::Error;
 use crate::passwords::MAX_PASSWORD_BYTES;
@@ -94,7 +95,6 @@ impl TokenService {
         username: &str,
         password: &str,
         scopes: Vec<String>,
-        by: &str,
     ) -> Result<UserView, Error> {
         check_username(username)?;
         check_new_password(password)?;
@@ -110,7 +110,11 @@ impl TokenService {
         };
         match self.deps.users.create_user(&user).await? {
             SaveOutcome::Saved => {
-                tracing::info!(user = %user.id, by = %by, "user created");
+                Record::new(Event::UserCreated, "succeeded")
+                    .subject(&user.id)
+                    .username(&user.username)
+                    .reason(&user.scopes.join(" "))
+                    .emit();
                 Ok(UserView::from(&user))
             }
             SaveOutcome::Conflict => Err(Error::Conflict(format!(
@@ -156,12 +160,7 @@ impl TokenService {
 
     /// Changes a user; ends their sessions in the same write when the change takes
     /// something away (see the module docs).
-    pub async fn change_user(
-        &self,
-        username: &str,
-        change: UserChange,
-        by: &str,
-    ) -> Result<Changed, Error> {
+    pub async fn change_user(&self, username: &str, change: UserChange) -> Result<Changed, Error> {
         check_username(username)?;
         if let Some(password) = &change.password {
             check_new_password(password)?;
@@ -202,15 +201,34 @@ impl TokenService {
                 .await?
             {
                 SaveOutcome::Saved => {
-                    tracing::info!(
-                        user = %updated.id,
-                        by = %by,
-                        password = password_hash.is_some(),
-                        scopes = scopes.is_some(),
-                        disabled = updated.disabled,
-                        sessions_ended = reduces,
-                        "user changed"
-                    );
+                    let mut what = Vec::new();
+                    if password_hash.is_some() {
+                        what.push("password");
+                    }
+                    if updated.scopes != stored.scopes {
+                        what.push("scopes");
+                    }
+                    if updated.disabled != stored.disabled {
+                        what.push(if updated.disabled {
+                            "disabled"
+                        } else {
+                            "enabled"
+                        });
+                    }
+                    if change.end_sessions {
+                        what.push("revoke_all");
+                    }
+                    let what = what.join(",");
+                    let record = |event| {
+                        Record::new(event, "succeeded")
+                            .subject(&updated.id)
+                            .username(&updated.username)
+                            .reason(&what)
+                    };
+                    record(Event::UserChanged).emit();
+                    if reduces {
+                        record(Event::UserSessionsRevoked).emit();
+                    }
                     return Ok(Changed {
                         user: UserView::from(&updated),
                         sessions_ended: reduces,
@@ -226,7 +244,7 @@ impl TokenService {
     }
 
     /// Removes a user and ends their sessions in the same write.
-    pub async fn remove_user(&self, username: &str, by: &str) -> Result<(), Error> {
+    pub async fn remove_user(&self, username: &str) -> Result<(), Error> {
         check_username(username)?;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
             let stored = self.existing_user(username).await?;
@@ -237,7 +255,13 @@ impl TokenService {
             });
             match self.deps.users.delete_user(&stored, &ending).await? {
                 SaveOutcome::Saved => {
-                    tracing::info!(user = %stored.id, by = %by, "user removed");
+                    for event in [Event::UserRemoved, Event::UserSessionsRevoked] {
+                        Record::new(event, "succeeded")
+                            .subject(&stored.id)
+                            .username(&stored.username)
+                            .reason("removed")
+                            .emit();
+                    }
                     return Ok(());
                 }
                 SaveOutcome::Conflict => continue,
@@ -258,10 +282,7 @@ impl TokenService {
         password: &str,
         scopes: Vec<String>,
     ) -> Result<UserView, Error> {
-        match self
-            .create_user(username, password, scopes.clone(), "setup")
-            .await
-        {
+        match self.create_user(username, password, scopes.clone()).await {
             Err(Error::Conflict(_)) => {
                 let change = UserChange {
                     password: Some(password.to_owned()),
@@ -269,7 +290,7 @@ impl TokenService {
                     disabled: Some(false),
                     end_sessions: false,
                 };
-                Ok(self.change_user(username, change, "setup").await?.user)
+                Ok(self.change_user(username, change).await?.user)
             }
             other => other,
         }

@@ -1,0 +1,272 @@
+//! The audit trail: every security-relevant event as one log record on the `audit` tracing
+//! target (JSON under `AWS_LAMBDA_LOG_FORMAT=JSON`, see [`crate::logging`]). This module
+//! owns the event names, their fields and their levels; the code where an event happens
+//! calls [`Record::emit`].
+//!
+//! A record says what happened (`event`, `outcome`, `reason`) and to whom (`sub`,
+//! `username`, `sid`, `client_id`). Where the request came from — `request_id`,
+//! `source_ip`, `user_agent` (truncated, control characters removed) — and who acted
+//! (`actor`: the `sub` of the bearer token, `cli`, `schedule`, `deploy`) are fields of the
+//! span the record is emitted in, set once at the edge ([`request_span`] for HTTP, the CLI
+//! and rotate-keys for theirs); under JSON they are in the record's `span` object.
+//!
+//! **Never a secret**: no password, token, refresh token, key material or part of one. A
+//! failed login names the username only when such a user exists (an unknown "username"
+//! may be a password typed into the wrong field). The `sid` is an identifier, not a
+//! credential (a refresh token is the sid plus a secret the record never holds).
+
+use crate::store::Device;
+
+/// The tracing target of every audit record.
+pub const TARGET: &str = "audit";
+
+/// Why a session ended ([`Event::SessionEnded`]).
+pub const REVOKED: &str = "revoked";
+pub const LOGOUT: &str = "logout";
+pub const BY_USER: &str = "by_user";
+pub const BY_ADMIN: &str = "by_admin";
+
+/// Who acted, when no bearer token says it: an operator command, the rotation schedule,
+/// the deploy-time custom resource.
+pub const ACTOR_CLI: &str = "cli";
+pub const ACTOR_SCHEDULE: &str = "schedule";
+pub const ACTOR_DEPLOY: &str = "deploy";
+
+/// Every audit event; [`Event::describe`] says when it is written and with which
+/// outcomes (the README's table of events is rendered from it, and a test keeps the two
+/// equal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Login,
+    RefreshReuseDetected,
+    SessionEnded,
+    OtherSessionsEnded,
+    AccessTokenRevoked,
+    UserSessionsRevoked,
+    UserCreated,
+    UserChanged,
+    UserRemoved,
+    AdminRefused,
+    SigningKeyChanged,
+}
+
+impl Event {
+    pub const ALL: [Event; 11] = [
+        Event::Login,
+        Event::RefreshReuseDetected,
+        Event::SessionEnded,
+        Event::OtherSessionsEnded,
+        Event::AccessTokenRevoked,
+        Event::UserSessionsRevoked,
+        Event::UserCreated,
+        Event::UserChanged,
+        Event::UserRemoved,
+        Event::AdminRefused,
+        Event::SigningKeyChanged,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Login => "login",
+            Event::RefreshReuseDetected => "refresh_reuse_detected",
+            Event::SessionEnded => "session_ended",
+            Event::OtherSessionsEnded => "other_sessions_ended",
+            Event::AccessTokenRevoked => "access_token_revoked",
+            Event::UserSessionsRevoked => "user_sessions_revoked",
+            Event::UserCreated => "user_created",
+            Event::UserChanged => "user_changed",
+            Event::UserRemoved => "user_removed",
+            Event::AdminRefused => "admin_refused",
+            Event::SigningKeyChanged => "signing_key_changed",
+        }
+    }
+
+    /// When the event is written, its outcomes and reasons.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Event::Login => {
+                "A password login (`/login`, `/token` password grant). Outcome `succeeded` (with `sid`), `failed` (WARN; reason `bad_password`, `unknown_user` — no username then —, `disabled`) or `throttled` (WARN; reason: the limit reached, `user_and_address`, `user` or `address`)."
+            }
+            Event::RefreshReuseDetected => {
+                "WARN. A spent refresh token presented again outside the grace window; outcome `session_ended` (the session and its access tokens are revoked)."
+            }
+            Event::SessionEnded => {
+                "A session ended; reason `revoked` (RFC 7009 `/revoke`), `logout`, `by_user` (`DELETE /sessions/{sid}`) or `by_admin`."
+            }
+            Event::OtherSessionsEnded => {
+                "\"Sign out everywhere else\": `count` sessions ended, `sid` the one kept."
+            }
+            Event::AccessTokenRevoked => {
+                "An access token revoked by its `jti` (RFC 7009); `sid` is its session."
+            }
+            Event::UserSessionsRevoked => {
+                "Every session and access token of a user ended in one write; reason: what took something away (`password`, `disabled`, `scopes`, `revoke_all`, `removed`)."
+            }
+            Event::UserCreated => "A user created; reason: its scopes.",
+            Event::UserChanged => {
+                "A user changed; reason lists what (`password`, `scopes`, `disabled`, `enabled`, `revoke_all`)."
+            }
+            Event::UserRemoved => "A user removed (with a `user_sessions_revoked`).",
+            Event::AdminRefused => {
+                "WARN. A valid token without the `admin` scope at an admin route (reason: the route); outcome `refused`."
+            }
+            Event::SigningKeyChanged => {
+                "The signing-key registry changed (a rotation step or an emergency retirement), one record per change; reason e.g. `created pending key <kid>`, `promoted <kid> to active`, `retired <kid> (was active)`."
+            }
+        }
+    }
+
+    /// Signs of an attack are warnings; the rest is information.
+    fn is_warning(self, outcome: &str) -> bool {
+        matches!(self, Event::RefreshReuseDetected | Event::AdminRefused)
+            || (self == Event::Login && outcome != "succeeded")
+    }
+}
+
+/// The README's table of audit events, rendered from [`Event`].
+pub fn readme_table() -> String {
+    let mut table = "| `event` | When, outcomes, reasons |\n|---|---|\n".to_owned();
+    for event in Event::ALL {
+        table += &format!("| `{}` | {} |\n", event.name(), event.describe());
+    }
+    table
+}
+
+/// One audit record, built with the fields known where the event happens. Holds no
+/// secret by construction: each field is an identifier or a fixed word.
+#[derive(Debug, Clone, Default)]
+pub struct Record<'a> {
+    event: Option<Event>,
+    outcome: &'static str,
+    reason: Option<&'a str>,
+    sub: Option<&'a str>,
+    username: Option<&'a str>,
+    sid: Option<&'a str>,
+    client_id: Option<&'a str>,
+    count: Option<u64>,
+}
+
+impl<'a> Record<'a> {
+    pub fn new(event: Event, outcome: &'static str) -> Self {
+        Self {
+            event: Some(event),
+            outcome,
+            ..Self::default()
+        }
+    }
+
+    pub fn reason(mut self, reason: impl Field<'a>) -> Self {
+        self.reason = reason.field();
+        self
+    }
+
+    pub fn subject(mut self, sub: impl Field<'a>) -> Self {
+        self.sub = sub.field();
+        self
+    }
+
+    pub fn username(mut self, username: impl Field<'a>) -> Self {
+        self.username = username.field();
+        self
+    }
+
+    pub fn sid(mut self, sid: impl Field<'a>) -> Self {
+        self.sid = sid.field();
+        self
+    }
+
+    pub fn client_id(mut self, client_id: impl Field<'a>) -> Self {
+        self.client_id = client_id.field();
+        self
+    }
+
+    pub fn count(mut self, count: u64) -> Self {
+        self.count = Some(count);
+        self
+    }
+
+    /// Writes the record (INFO, or WARN for signs of an attack).
+    pub fn emit(self) {
+        let Some(event) = self.event else { return };
+        macro_rules! record {
+            ($level:expr) => {
+                tracing::event!(
+                    target: TARGET,
+                    $level,
+                    event = event.name(),
+                    outcome = self.outcome,
+                    reason = self.reason,
+                    sub = self.sub,
+                    username = self.username,
+                    sid = self.sid,
+                    client_id = self.client_id,
+                    count = self.count,
+                )
+            };
+        }
+        if event.is_warning(self.outcome) {
+            record!(tracing::Level::WARN);
+        } else {
+            record!(tracing::Level::INFO);
+        }
+    }
+}
+
+/// A value of a text field of a [`Record`]: a string, or an optional one (absent: not
+/// written).
+pub trait Field<'a> {
+    fn field(self) -> Option<&'a str>;
+}
+
+impl<'a> Field<'a> for &'a str {
+    fn field(self) -> Option<&'a str> {
+        Some(self)
+    }
+}
+
+impl<'a> Field<'a> for &'a String {
+    fn field(self) -> Option<&'a str> {
+        Some(self.as_str())
+    }
+}
+
+impl<'a> Field<'a> for Option<&'a str> {
+    fn field(self) -> Option<&'a str> {
+        self
+    }
+}
+
+/// The span an HTTP request is handled in: its id and where it came from, for the audit
+/// records and the request log line inside it; `actor` is filled in once a bearer token
+/// is verified ([`record_actor`]).
+pub fn request_span(request_id: &str, device: &Device) -> tracing::Span {
+    tracing::info_span!(
+        target: TARGET,
+        "request",
+        request_id = %request_id,
+        source_ip = device.source_ip.as_deref(),
+        user_agent = device.user_agent.as_deref().map(truncated),
+        actor = tracing::field::Empty,
+    )
+}
+
+/// The span of an action no HTTP request asked for (an operator command, the schedule,
+/// the deploy-time custom resource).
+pub fn actor_span(actor: &'static str) -> tracing::Span {
+    tracing::info_span!(target: TARGET, "action", actor = actor)
+}
+
+/// Names the verified caller of the current request span.
+pub fn record_actor(sub: &str) {
+    tracing::Span::current().record("actor", sub);
+}
+
+/// A user agent as the audit trail keeps it: at most this many characters.
+pub const MAX_USER_AGENT_CHARS: usize = 120;
+
+fn truncated(user_agent: &str) -> &str {
+    match user_agent.char_indices().nth(MAX_USER_AGENT_CHARS) {
+        Some((end, _)) => &user_agent[..end],
+        None => user_agent,
+    }
+}

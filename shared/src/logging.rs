@@ -1,0 +1,104 @@
+//! Where logs go and in what shape, for the Lambda functions and the CLI alike: text, or
+//! one JSON object per line under `AWS_LAMBDA_LOG_FORMAT=JSON` (event fields at the top
+//! level, the enclosing span's fields — request id, source address, user agent, actor —
+//! under `span`; see [`crate::audit`]). The level is `AWS_LAMBDA_LOG_LEVEL` (Lambda's
+//! logging controls) or else `RUST_LOG`'s, INFO by default; the audit target is always
+//! kept at INFO or lower, and the Lambda runtime's own crates are capped at INFO whatever
+//! the settings say: at DEBUG and TRACE they log whole events (passwords, refresh tokens,
+//! Authorization headers).
+
+use lambda_http::tracing::subscriber::filter::{EnvFilter, LevelFilter};
+use lambda_http::tracing::subscriber::fmt::MakeWriter;
+
+/// The Lambda runtime's crates, whose level never goes above INFO.
+const RUNTIME_CRATES: [&str; 3] = ["lambda_runtime", "lambda_runtime_api_client", "lambda_http"];
+
+/// The filter for `level`: the runtime crates at most INFO, the audit target at least.
+pub fn filter(level: LevelFilter) -> EnvFilter {
+    let runtime = level.min(LevelFilter::INFO);
+    let audit = level.max(LevelFilter::INFO);
+    // The level as a directive of its own: a builder's "default directive" applies only
+    // when the string has none, so these would otherwise leave every other target off.
+    let mut directives = vec![level.to_string()];
+    directives.extend(
+        RUNTIME_CRATES
+            .iter()
+            .map(|name| format!("{name}={runtime}")),
+    );
+    directives.push(format!("{}={audit}", crate::audit::TARGET));
+    EnvFilter::builder().parse_lossy(directives.join(","))
+}
+
+/// What the logs look like.
+#[derive(Debug, Clone, Copy)]
+pub struct Format {
+    pub json: bool,
+    /// Timestamps on text lines (CloudWatch stamps Lambda's lines itself).
+    pub time: bool,
+}
+
+impl Format {
+    /// JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, else text with or without time.
+    pub fn from_env(time: bool) -> Self {
+        let json =
+            std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+        Self { json, time }
+    }
+}
+
+/// The level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` when it is a plain level, else
+/// INFO. (`RUST_LOG` directives per crate are not read: the caps above must hold.)
+pub fn level_from_env() -> LevelFilter {
+    ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO)
+}
+
+/// A subscriber writing to `writer` (tests capture what production writes with it).
+pub fn subscriber<W>(
+    format: Format,
+    level: LevelFilter,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = lambda_http::tracing::subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(writer);
+    match (format.json, format.time) {
+        (true, _) => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        (false, true) => Box::new(builder.finish()),
+        (false, false) => Box::new(builder.without_time().finish()),
+    }
+}
+
+/// Logging of a Lambda function: to stdout (CloudWatch), no timestamps on text lines.
+pub fn init_for_lambda() {
+    install(subscriber(
+        Format::from_env(false),
+        level_from_env(),
+        std::io::stdout,
+    ));
+}
+
+/// Logging of a CLI command: to stderr (stdout is the command's output), with time.
+pub fn init_for_cli() {
+    install(subscriber(
+        Format::from_env(true),
+        level_from_env(),
+        std::io::stderr,
+    ));
+}
+
+fn install(subscriber: Box<dyn tracing::Subscriber + Send + Sync>) {
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
