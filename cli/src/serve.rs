@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
 use tokenlife::http::handlers::new_user_scopes;
-use tokenlife::http::request::{MAX_BODY_BYTES, PeerAddr};
+use tokenlife::http::request::{MAX_BODY_BYTES, PeerAddr, client_address};
 use tokenlife::http::{LISTENING, ROUTES, handle, response};
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
@@ -166,9 +166,12 @@ async fn answer(
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     let (mut parts, body) = request.into_parts();
-    // The connection's peer is the source address sessions record (no forwarded header is
-    // believed).
-    parts.extensions.insert(PeerAddr(peer.ip()));
+    // The source address sessions, limits and the audit trail record: the connection's
+    // peer, or what the trusted proxies in front say.
+    let hops = service.config().trusted_proxy_hops;
+    parts
+        .extensions
+        .insert(PeerAddr(client_address(peer.ip(), &parts.headers, hops)));
     let body = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect());
     let response = match body.await {
         Err(_) => response::error(&Error::InvalidRequest(

@@ -66,6 +66,10 @@ pub struct Config {
     /// slot before a 503 (see [`crate::passwords`]).
     pub hashing_slots: u64,
     pub hashing_wait_ms: u64,
+    /// `tokenlife serve` only: how many reverse proxies in front of it append to
+    /// `X-Forwarded-For` (0: the header is never believed; see
+    /// [`crate::http::request::client_address`]).
+    pub trusted_proxy_hops: u64,
 }
 
 /// argon2id cost parameters.
@@ -421,6 +425,16 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "TOKENLIFE_TRUSTED_PROXY_HOPS",
+        default: Some("0"),
+        doc: "`tokenlife serve` only: the number of reverse proxies in front of it, each appending the address it saw to `X-Forwarded-For`; the client's address (for login limiting, sessions and the audit trail) is then that header's entry this many places from the right. `0`: the header is ignored and the connection's peer is the address. Set it only when every request passes through those proxies (else a client can name any address). In Lambda, API Gateway's `sourceIp` is used whatever this says.",
+        kind: Kind::Number {
+            min: 0,
+            max: 10,
+            set: |c, n| c.trusted_proxy_hops = n,
+        },
+    },
+    Setting {
         name: "TOKENLIFE_ARGON2_MEMORY_KIB",
         default: Some("19456"),
         doc: "argon2id memory cost, KiB (OWASP: 19 MiB); at least 8 per lane.",
@@ -586,6 +600,7 @@ impl Config {
             },
             hashing_slots: 0,
             hashing_wait_ms: 0,
+            trusted_proxy_hops: 0,
         }
     }
 

@@ -532,3 +532,30 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
         "cut off after the header timeout, not left open: {waited:?}"
     );
 }
+
+/// Behind `TOKENLIFE_TRUSTED_PROXY_HOPS` proxies, the address sessions (and login limits and
+/// the audit trail) record is the one the outermost trusted proxy wrote into
+/// `X-Forwarded-For`, not what the client claimed left of it; without the setting the
+/// header is ignored and the connection's peer counts.
+#[test]
+fn forwarded_addresses_are_believed_only_behind_trusted_proxies() {
+    let forwarded = [("x-forwarded-for", "6.6.6.6, 203.0.113.9")];
+    for (hops, expected) in [("0", "127.0.0.1"), ("1", "203.0.113.9")] {
+        let server = serve(Backend::Memory, &[("TOKENLIFE_TRUSTED_PROXY_HOPS", hops)]);
+        let login = server
+            .post_json(
+                "/login",
+                json!({ "username": "alice", "password": password_of("alice") }),
+                &forwarded,
+            )
+            .expect(200);
+        let bearer = format!("Bearer {}", login.text("access_token"));
+        let sessions = server
+            .send("GET", "/sessions", &[("authorization", &bearer)], None)
+            .expect(200);
+        assert_eq!(
+            sessions.body["sessions"][0]["source_ip"], expected,
+            "{hops} hops"
+        );
+    }
+}

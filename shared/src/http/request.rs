@@ -242,15 +242,48 @@ pub fn origin_of(url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
-/// The peer address of a request `tokenlife serve` received (a request extension); API
-/// Gateway's requests carry theirs in the request context instead.
+/// The client address of a request `tokenlife serve` received (a request extension: the
+/// connection's peer, or what trusted proxies say, see [`client_address`]); API Gateway's
+/// requests carry theirs in the request context instead.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::IpAddr);
 
+/// The client's address as `tokenlife serve` believes it: the connection's `peer`, or with
+/// `hops` trusted reverse proxies in front (`TOKENLIFE_TRUSTED_PROXY_HOPS`), the entry of
+/// `X-Forwarded-For` (all such headers, in order) that many places from the right — the one
+/// the outermost trusted proxy wrote; anything left of it is the client's own claim. A
+/// request with fewer entries, or an entry that is not an address, did not come through
+/// the proxies as configured: its peer is used.
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &http::HeaderMap,
+    hops: u64,
+) -> std::net::IpAddr {
+    if hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let Some(index) = entries.len().checked_sub(hops as usize) else {
+        return peer;
+    };
+    let entry = entries[index];
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .unwrap_or(peer)
+}
+
 /// The device a request comes from, as recorded on sessions: its `User-Agent` and its
 /// source address — API Gateway's (`requestContext.http.sourceIp` for HTTP APIs,
-/// `identity.sourceIp` for REST), or the connection's peer in `serve`. Forwarded headers
-/// are never believed.
+/// `identity.sourceIp` for REST), or in `serve` the connection's peer (forwarded headers
+/// only as far as `TOKENLIFE_TRUSTED_PROXY_HOPS` says).
 pub fn device(request: &Request) -> Device {
     let user_agent = request
         .headers()
@@ -338,6 +371,41 @@ mod tests {
             assert!(
                 params(&json_request(not_an_object)).is_err(),
                 "{not_an_object}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_as_far_as_the_trusted_proxies() {
+        let peer: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let headers = |values: &[&str]| {
+            let mut map = http::HeaderMap::new();
+            for value in values {
+                map.append("x-forwarded-for", value.parse().unwrap());
+            }
+            map
+        };
+        let forged = headers(&["6.6.6.6, 203.0.113.9", "10.0.0.1"]);
+        let cases = [
+            (0, &forged, "10.0.0.2"),
+            // One proxy: what it saw (the rightmost entry).
+            (1, &forged, "10.0.0.1"),
+            // Two: the outer proxy's entry, not the client's forged one left of it.
+            (2, &forged, "203.0.113.9"),
+            (3, &forged, "6.6.6.6"),
+            // Fewer entries than proxies: the request bypassed them.
+            (4, &forged, "10.0.0.2"),
+            (1, &headers(&[]), "10.0.0.2"),
+            (1, &headers(&["not an address"]), "10.0.0.2"),
+            (1, &headers(&["198.51.100.4:4711"]), "198.51.100.4"),
+            (1, &headers(&["[2001:db8::1]:443"]), "2001:db8::1"),
+            (1, &headers(&["2001:db8::7"]), "2001:db8::7"),
+        ];
+        for (hops, headers, expected) in cases {
+            assert_eq!(
+                client_address(peer, headers, hops).to_string(),
+                expected,
+                "{hops} hops, {headers:?}"
             );
         }
     }
