@@ -1,6 +1,7 @@
 //! The audit trail as production writes it (the JSON subscriber of `tokenlife::logging`),
 //! captured while a whole lifecycle runs through the HTTP handler: every event with its
-//! fields, the request's span fields, and no secret anywhere in the log.
+//! fields, the request's context (id, address, user agent, actor), and no secret anywhere
+//! in the log.
 //!
 //! A test binary of its own: tracing caches each log site's interest across threads, and a
 //! site first reached by a test with no subscriber, while this one installs its own, can
@@ -335,7 +336,7 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
     let throttled = one("login", "throttled");
     assert_eq!(throttled["reason"], "user_and_address");
     assert_eq!(throttled["username"], "alice");
-    assert_eq!(throttled["span"]["source_ip"], "198.51.100.7");
+    assert_eq!(throttled["source_ip"], "198.51.100.7");
     let succeeded = find("login", "succeeded");
     assert!(succeeded.iter().all(|r| r["username"].is_string()
         && r["sub"].is_string()
@@ -355,18 +356,18 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
         .collect();
     assert_eq!(reasons, ["logout", "by_user"]);
     assert_eq!(ended[0]["sid"], logged_out_sid.as_str());
-    assert_eq!(ended[1]["span"]["actor"], alice_sub.as_str());
+    assert_eq!(ended[1]["actor"], alice_sub.as_str());
     assert_eq!(one("other_sessions_ended", "succeeded")["count"], 1);
     let refused = one("admin_refused", "refused");
     assert_eq!(refused["reason"], "/admin/users");
     assert_eq!(refused["sub"], alice_sub.as_str());
-    // Admin actions: each names the user and, in its span, the admin.
+    // Admin actions: each names the user and, as its actor, the admin.
     let created = find("user_created", "succeeded");
     let bob = created.iter().find(|r| r["username"] == "bob").unwrap();
-    assert_eq!(bob["span"]["actor"], root_sub.as_str());
+    assert_eq!(bob["actor"], root_sub.as_str());
     let changes: Vec<&str> = find("user_changed", "succeeded")
         .iter()
-        .filter(|r| r["span"]["actor"] == root_sub.as_str())
+        .filter(|r| r["actor"] == root_sub.as_str())
         .map(|r| r["reason"].as_str().unwrap())
         .collect();
     assert_eq!(changes, ["disabled", "password", "revoke_all"]);
@@ -395,15 +396,24 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
             .as_str()
             .unwrap()
             .starts_with("created pending key")
-            && r["span"]["actor"] == root_sub.as_str()
+            && r["actor"] == root_sub.as_str()
     }));
 
     // Every record made in a request carries the request's id, address and user agent.
-    for record in records.iter().filter(|r| r["span"]["name"] == "request") {
-        let span = &record["span"];
-        assert!(span["request_id"].as_str().is_some_and(|id| id.len() >= 8));
-        assert!(["198.51.100.7", "2001:db8::9"].contains(&span["source_ip"].as_str().unwrap()));
-        let agent = span["user_agent"].as_str().unwrap();
+    // (The users made before the first request, by the fixture, have none.)
+    let in_requests: Vec<&Value> = records
+        .iter()
+        .filter(|r| r.get("request_id").is_some())
+        .collect();
+    assert_eq!(in_requests.len(), records.len() - 3, "{records:#?}");
+    for record in in_requests {
+        assert!(
+            record["request_id"]
+                .as_str()
+                .is_some_and(|id| id.len() >= 8)
+        );
+        assert!(["198.51.100.7", "2001:db8::9"].contains(&record["source_ip"].as_str().unwrap()));
+        let agent = record["user_agent"].as_str().unwrap();
         assert_eq!(agent.chars().count(), MAX_USER_AGENT_CHARS);
         assert!(!agent.contains(USER_AGENT_TAIL));
     }
@@ -438,10 +448,15 @@ fn levels_keep_our_lines_cap_the_runtime_and_keep_the_audit_trail() {
         let _default =
             tracing::subscriber::set_default(subscriber(format, level, move || writer.clone()));
         let device = tokenlife::store::Device::new(Some("ua"), Some("192.0.2.1".into()));
-        let _span = audit::request_span("req-1", &device).entered();
-        tracing::info!(target: "tokenlife::http", "ours");
-        tracing::debug!(target: "lambda_runtime", "a whole event");
-        audit::Record::new(Event::UserCreated, "succeeded").emit();
+        let context = audit::Context::request("req-1".into(), &device);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(audit::in_context(context, async {
+            tracing::info!(target: "tokenlife::http", "ours");
+            tracing::debug!(target: "lambda_runtime", "a whole event");
+            audit::Record::new(Event::UserCreated, "succeeded").emit();
+        }));
         let text = captured.text();
         assert_eq!(text.contains("\"ours\""), ours, "{level}: {text}");
         assert_eq!(
@@ -453,8 +468,8 @@ fn levels_keep_our_lines_cap_the_runtime_and_keep_the_audit_trail() {
         if audit {
             let line = text.lines().find(|l| l.contains("user_created")).unwrap();
             let record: Value = serde_json::from_str(line).unwrap();
-            assert_eq!(record["span"]["request_id"], "req-1");
-            assert_eq!(record["span"]["source_ip"], "192.0.2.1");
+            assert_eq!(record["request_id"], "req-1");
+            assert_eq!(record["source_ip"], "192.0.2.1");
         }
     }
 }

@@ -75,11 +75,12 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             tokenlife::logging::init_for_cli();
+            tokenlife::audit::set_process_actor(tokenlife::audit::ACTOR_CLI);
             with_config_and_runtime("serve", |config, runtime| serve::run(args, config, runtime))
         }
         Command::Setup => {
             tokenlife::logging::init_for_cli();
-            let _actor = tokenlife::audit::actor_span(tokenlife::audit::ACTOR_CLI).entered();
+            tokenlife::audit::set_process_actor(tokenlife::audit::ACTOR_CLI);
             with_config_and_runtime("setup", setup::run)
         }
         Command::Check => {
@@ -88,14 +89,14 @@ fn main() -> ExitCode {
         }
         Command::Keys(command) => {
             tokenlife::logging::init_for_cli();
-            let _actor = tokenlife::audit::actor_span(tokenlife::audit::ACTOR_CLI).entered();
+            tokenlife::audit::set_process_actor(tokenlife::audit::ACTOR_CLI);
             with_config_and_runtime("keys", |config, runtime| {
                 keys::run(command, config, runtime)
             })
         }
         Command::Users(command) => {
             tokenlife::logging::init_for_cli();
-            let _actor = tokenlife::audit::actor_span(tokenlife::audit::ACTOR_CLI).entered();
+            tokenlife::audit::set_process_actor(tokenlife::audit::ACTOR_CLI);
             with_config_and_runtime("users", |config, runtime| {
                 users::run(command, config, runtime)
             })

@@ -3,12 +3,12 @@
 //! owns the event names, their fields and their levels; the code where an event happens
 //! calls [`Record::emit`].
 //!
-//! A record says what happened (`event`, `outcome`, `reason`) and to whom (`sub`,
-//! `username`, `sid`, `client_id`). Where the request came from — `request_id`,
-//! `source_ip`, `user_agent` (truncated, control characters removed) — and who acted
-//! (`actor`: the `sub` of the bearer token, `cli`, `schedule`, `deploy`) are fields of the
-//! span the record is emitted in, set once at the edge ([`request_span`] for HTTP, the CLI
-//! and rotate-keys for theirs); under JSON they are in the record's `span` object.
+//! A record says what happened (`event`, `outcome`, `reason`), to whom (`sub`,
+//! `username`, `sid`, `client_id`), where the request came from (`request_id`,
+//! `source_ip`, `user_agent` — truncated, control characters removed) and who acted
+//! (`actor`: the `sub` of the bearer token, `cli`, `schedule`, `deploy`). The last four
+//! come from the task's [`Context`], set once at the edge (the HTTP handler, rotate-keys,
+//! the CLI), so the code where an event happens names only what it knows.
 //!
 //! **Never a secret**: no password, token, refresh token, key material or part of one. A
 //! failed login names the username only when such a user exists (an unknown "username"
@@ -188,6 +188,18 @@ impl<'a> Record<'a> {
     /// Writes the record (INFO, or WARN for signs of an attack).
     pub fn emit(self) {
         let Some(event) = self.event else { return };
+        let context = CONTEXT.try_with(|c| {
+            (
+                c.request_id.clone(),
+                c.source_ip.clone(),
+                c.user_agent.clone(),
+                c.actor(),
+            )
+        });
+        let (request_id, source_ip, user_agent, actor) = context.unwrap_or_else(|_| {
+            let actor = PROCESS_ACTOR.get().map(|actor| actor.to_string());
+            (None, None, None, actor)
+        });
         macro_rules! record {
             ($level:expr) => {
                 tracing::event!(
@@ -201,6 +213,10 @@ impl<'a> Record<'a> {
                     sid = self.sid,
                     client_id = self.client_id,
                     count = self.count,
+                    request_id = request_id.as_deref(),
+                    source_ip = source_ip.as_deref(),
+                    user_agent = user_agent.as_deref(),
+                    actor = actor.as_deref(),
                 )
             };
         }
@@ -236,29 +252,81 @@ impl<'a> Field<'a> for Option<&'a str> {
     }
 }
 
-/// The span an HTTP request is handled in: its id and where it came from, for the audit
-/// records and the request log line inside it; `actor` is filled in once a bearer token
-/// is verified ([`record_actor`]).
-pub fn request_span(request_id: &str, device: &Device) -> tracing::Span {
-    tracing::info_span!(
-        target: TARGET,
-        "request",
-        request_id = %request_id,
-        source_ip = device.source_ip.as_deref(),
-        user_agent = device.user_agent.as_deref().map(truncated),
-        actor = tracing::field::Empty,
-    )
+/// Where the work in progress came from: set once at the edge for the task that does it
+/// ([`in_context`]), read by every record the task emits. A task-local, not a tracing
+/// span: a span's registry and field formatting would be paid on every request, and most
+/// requests emit no record; this costs a few small copies.
+#[derive(Debug, Default)]
+pub struct Context {
+    request_id: Option<String>,
+    source_ip: Option<String>,
+    user_agent: Option<String>,
+    actor: std::sync::Mutex<Option<String>>,
 }
 
-/// The span of an action no HTTP request asked for (an operator command, the schedule,
-/// the deploy-time custom resource).
-pub fn actor_span(actor: &'static str) -> tracing::Span {
-    tracing::info_span!(target: TARGET, "action", actor = actor)
+impl Context {
+    /// An HTTP request's: its id and the device it came from.
+    pub fn request(request_id: String, device: &Device) -> Self {
+        Self {
+            request_id: Some(request_id),
+            source_ip: device.source_ip.clone(),
+            user_agent: device
+                .user_agent
+                .as_deref()
+                .map(|ua| truncated(ua).to_owned()),
+            actor: Default::default(),
+        }
+    }
+
+    /// Work no HTTP request asked for, by `actor` (the schedule, the custom resource).
+    pub fn acting(actor: &str) -> Self {
+        Self {
+            actor: std::sync::Mutex::new(Some(actor.to_owned())),
+            ..Self::default()
+        }
+    }
+
+    fn actor(&self) -> Option<String> {
+        self.actor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
-/// Names the verified caller of the current request span.
+tokio::task_local! {
+    static CONTEXT: Context;
+}
+
+/// Runs `work` with `context` as its audit context.
+pub async fn in_context<F: std::future::Future>(context: Context, work: F) -> F::Output {
+    CONTEXT.scope(context, work).await
+}
+
+/// The actor of records made outside any context in this process (the CLI's `cli`).
+static PROCESS_ACTOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the actor of every record this process makes outside a context (once).
+pub fn set_process_actor(actor: &'static str) {
+    let _ = PROCESS_ACTOR.set(actor);
+}
+
+/// Names the verified caller of the current request (its bearer token's `sub`).
 pub fn record_actor(sub: &str) {
-    tracing::Span::current().record("actor", sub);
+    let _ = CONTEXT.try_with(|context| {
+        *context
+            .actor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sub.to_owned());
+    });
+}
+
+/// The current request's id, if the work in progress is a request's.
+pub fn request_id() -> Option<String> {
+    CONTEXT
+        .try_with(|context| context.request_id.clone())
+        .ok()
+        .flatten()
 }
 
 /// A user agent as the audit trail keeps it: at most this many characters.

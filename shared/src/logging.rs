@@ -1,7 +1,6 @@
 //! Where logs go and in what shape, for the Lambda functions and the CLI alike: text, or
-//! one JSON object per line under `AWS_LAMBDA_LOG_FORMAT=JSON` (event fields at the top
-//! level, the enclosing span's fields — request id, source address, user agent, actor —
-//! under `span`; see [`crate::audit`]). The level is `AWS_LAMBDA_LOG_LEVEL` (Lambda's
+//! one JSON object per line under `AWS_LAMBDA_LOG_FORMAT=JSON` (fields at the top level;
+//! see [`crate::audit`] for the audit records'). The level is `AWS_LAMBDA_LOG_LEVEL` (Lambda's
 //! logging controls) or else `RUST_LOG`'s, INFO by default; the audit target is always
 //! kept at INFO or lower, and the Lambda runtime's own crates are capped at INFO whatever
 //! the settings say: at DEBUG and TRACE they log whole events (passwords, refresh tokens,
@@ -89,10 +88,12 @@ pub fn init_for_lambda() {
     ));
 }
 
-/// Logging of a CLI command: to stderr (stdout is the command's output), with time.
+/// Logging of a CLI command: to stderr (stdout is the command's output), without time
+/// (a timestamp on every request line of `serve` cost its hot paths a few percent in
+/// `scripts/bench-load`; a log collector stamps lines anyway).
 pub fn init_for_cli() {
     install(subscriber(
-        Format::from_env(true),
+        Format::from_env(false),
         level_from_env(),
         std::io::stderr,
     ));

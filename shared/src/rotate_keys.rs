@@ -9,8 +9,8 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::Instrument;
 
+use crate::audit::{ACTOR_DEPLOY, ACTOR_SCHEDULE, Context, in_context};
 use crate::http::handlers::rotation_report;
 use crate::http::{Function, handle};
 use crate::lambda::{diagnostic, http_api_response};
@@ -91,27 +91,24 @@ pub async fn handle_event(
     event: &Value,
 ) -> Result<RotateKeysAnswer, RotateKeysError> {
     match RotateKeysEvent::of(event).ok_or(RotateKeysError::UnsupportedEvent)? {
-        RotateKeysEvent::Schedule => match service
-            .rotate_keys()
-            .instrument(crate::audit::actor_span(crate::audit::ACTOR_SCHEDULE))
-            .await
-        {
-            Ok(report) => Ok(RotateKeysAnswer::Report(rotation_report(&report))),
-            Err(error) => {
-                tracing::error!(
-                    error = %error,
-                    detail = error.private_detail().unwrap_or(""),
-                    "scheduled key rotation step failed"
-                );
-                Err(RotateKeysError::Step(error))
+        RotateKeysEvent::Schedule => {
+            match in_context(Context::acting(ACTOR_SCHEDULE), service.rotate_keys()).await {
+                Ok(report) => Ok(RotateKeysAnswer::Report(rotation_report(&report))),
+                Err(error) => {
+                    tracing::error!(
+                        error = %error,
+                        detail = error.private_detail().unwrap_or(""),
+                        "scheduled key rotation step failed"
+                    );
+                    Err(RotateKeysError::Step(error))
+                }
             }
-        },
+        }
         RotateKeysEvent::CustomResource => {
             let request = crate::custom_resource::Request::of(event)
                 .map_err(RotateKeysError::BadCustomResourceEvent)?;
-            let response = crate::custom_resource::answer(service, &request)
-                .instrument(crate::audit::actor_span(crate::audit::ACTOR_DEPLOY))
-                .await;
+            let answering = crate::custom_resource::answer(service, &request);
+            let response = in_context(Context::acting(ACTOR_DEPLOY), answering).await;
             tracing::info!(
                 request_type = %request.request_type,
                 status = response.status,

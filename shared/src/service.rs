@@ -206,7 +206,7 @@ impl TokenService {
         let password_ok = self
             .deps
             .passwords
-            .run(move |hasher| hasher.verify(&password, stored_hash.as_deref()))
+            .run(move |worker| worker.verify(&password, stored_hash.as_deref()))
             .await?;
         let user = match user {
             Some(user) if password_ok && !user.disabled => user,

@@ -34,9 +34,8 @@ pub async fn handle(
     function: Option<Function>,
     request: Request,
 ) -> Response<Body> {
-    use tracing::Instrument;
-    let span = audit::request_span(&request_id(&request), &device(&request));
-    answer(service, function, request).instrument(span).await
+    let context = audit::Context::request(request_id(&request), &device(&request));
+    audit::in_context(context, answer(service, function, request)).await
 }
 
 async fn answer(
@@ -99,6 +98,7 @@ async fn answer(
         method = %request.method(),
         route = %route,
         status = response.status().as_u16(),
+        request_id = audit::request_id().as_deref(),
         "request"
     );
     response

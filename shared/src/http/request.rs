@@ -301,7 +301,8 @@ pub fn device(request: &Request) -> Device {
 }
 
 /// The request's id: API Gateway's (`requestContext.requestId`, the id its access logs
-/// carry), or else a fresh random one (`tokenlife serve`).
+/// carry), or else (`tokenlife serve`) this process's random prefix and a count — unique
+/// without a random draw per request.
 pub fn request_id(request: &Request) -> String {
     let given = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
@@ -310,7 +311,14 @@ pub fn request_id(request: &Request) -> String {
     };
     given
         .filter(|id| id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic()))
-        .unwrap_or_else(|| crate::secrets::b64url(&crate::secrets::random_bytes::<9>()))
+        .unwrap_or_else(|| {
+            static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let prefix =
+                PREFIX.get_or_init(|| crate::secrets::b64url(&crate::secrets::random_bytes::<6>()));
+            let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{prefix}-{n}")
+        })
 }
 
 /// The path prefix API Gateway put before our routes (its stage, when not `$default`), and

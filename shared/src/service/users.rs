@@ -309,7 +309,7 @@ impl TokenService {
         let password = password.to_owned();
         self.deps
             .passwords
-            .run(move |hasher| hasher.hash(&password))
+            .run(move |worker| worker.hash(&password))
             .await?
             .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
     }
