@@ -50,8 +50,10 @@ impl Captured {
 
 const USER_AGENT_TAIL: &str = "this part is past the truncation";
 
+/// With a tab (the one control character a header value may hold), which the records
+/// drop.
 fn user_agent() -> String {
-    format!("{} {USER_AGENT_TAIL}", "A".repeat(MAX_USER_AGENT_CHARS))
+    format!("\t{} {USER_AGENT_TAIL}", "A".repeat(MAX_USER_AGENT_CHARS))
 }
 
 struct Client<'a> {
@@ -295,6 +297,13 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
             .status(),
         200
     );
+    // Ends the one active key (a new one is made), by root, whose token still verifies:
+    // this process re-reads the ring only for tokens of a kid it does not know.
+    let keys = f.service.list_keys().await.unwrap();
+    let active = keys.iter().find(|k| k.state.name() == "active").unwrap();
+    let active = active.kid.clone();
+    let retire = format!("/admin/keys/{active}/retire");
+    assert_eq!(admin("POST", retire, None).await.status(), 200);
     secrets.extend([root_access.clone(), root_refresh]);
 
     let records = captured.audit_records();
@@ -327,7 +336,12 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
         .unwrap();
     assert!(unknown_user.get("username").is_none(), "{unknown_user}");
     assert!(unknown_user.get("sub").is_none());
-    for bad in failed.iter().filter(|r| r["reason"] == "bad_password") {
+    let bad_passwords: Vec<_> = failed
+        .iter()
+        .filter(|r| r["reason"] == "bad_password")
+        .collect();
+    assert_eq!(bad_passwords.len(), 2);
+    for bad in bad_passwords {
         assert_eq!(bad["username"], "alice");
         assert_eq!(bad["sub"], alice_sub.as_str());
         assert_eq!(bad["client_id"], "web-app");
@@ -338,6 +352,7 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
     assert_eq!(throttled["username"], "alice");
     assert_eq!(throttled["source_ip"], "198.51.100.7");
     let succeeded = find("login", "succeeded");
+    assert_eq!(succeeded.len(), 6, "five logins of alice, one of root");
     assert!(succeeded.iter().all(|r| r["username"].is_string()
         && r["sub"].is_string()
         && r["sid"].is_string()
@@ -390,6 +405,10 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
         ]
     );
     assert_eq!(one("user_removed", "succeeded")["username"], "bob");
+    let retirement = one("signing_key_emergency_retirement", "succeeded");
+    assert_eq!(retirement["reason"], active.as_str());
+    assert_eq!(retirement["level"], "WARN");
+    assert_eq!(retirement["actor"], root_sub.as_str());
     let key = find("signing_key_changed", "succeeded");
     assert!(key.iter().any(|r| {
         r["reason"]
@@ -414,7 +433,7 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
         );
         assert!(["198.51.100.7", "2001:db8::9"].contains(&record["source_ip"].as_str().unwrap()));
         let agent = record["user_agent"].as_str().unwrap();
-        assert_eq!(agent.chars().count(), MAX_USER_AGENT_CHARS);
+        assert_eq!(agent, "A".repeat(MAX_USER_AGENT_CHARS));
         assert!(!agent.contains(USER_AGENT_TAIL));
     }
     // No secret, nor a part of one, anywhere in the log (audit records or not).
@@ -428,17 +447,17 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
 
 /// What the level lets through: the chosen level for our own targets (the first version
 /// wrote nothing at all but the runtime's lines: a "default directive" is ignored when
-/// other directives are given), never more than INFO for the runtime's crates (they log
-/// whole events at DEBUG), and always the audit trail.
+/// other directives are given), never more than INFO for any other crate (the runtime logs
+/// whole events at DEBUG, the AWS SDK bodies at TRACE), and always the audit trail.
 #[test]
 fn levels_keep_our_lines_cap_the_runtime_and_keep_the_audit_trail() {
     use tracing::level_filters::LevelFilter;
     let cases = [
-        (LevelFilter::INFO, true, false, true),
-        (LevelFilter::TRACE, true, false, true),
-        (LevelFilter::WARN, false, false, true),
+        (LevelFilter::INFO, true, false, false, true),
+        (LevelFilter::TRACE, true, true, false, true),
+        (LevelFilter::WARN, false, false, false, true),
     ];
-    for (level, ours, runtime_debug, audit) in cases {
+    for (level, ours, ours_debug, others_debug, audit) in cases {
         let captured = Captured::default();
         let writer = captured.clone();
         let format = Format {
@@ -454,14 +473,22 @@ fn levels_keep_our_lines_cap_the_runtime_and_keep_the_audit_trail() {
             .unwrap();
         runtime.block_on(audit::in_context(context, async {
             tracing::info!(target: "tokenlife::http", "ours");
+            tracing::debug!(target: "tokenlife::service", "our detail");
             tracing::debug!(target: "lambda_runtime", "a whole event");
+            tracing::trace!(target: "aws_smithy_runtime::client", "a response body");
             audit::Record::new(Event::UserCreated, "succeeded").emit();
         }));
         let text = captured.text();
         assert_eq!(text.contains("\"ours\""), ours, "{level}: {text}");
+        assert_eq!(text.contains("our detail"), ours_debug, "{level}: {text}");
         assert_eq!(
             text.contains("a whole event"),
-            runtime_debug,
+            others_debug,
+            "{level}: {text}"
+        );
+        assert_eq!(
+            text.contains("a response body"),
+            others_debug,
             "{level}: {text}"
         );
         assert_eq!(text.contains("user_created"), audit, "{level}: {text}");

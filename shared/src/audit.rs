@@ -48,10 +48,11 @@ pub enum Event {
     UserRemoved,
     AdminRefused,
     SigningKeyChanged,
+    SigningKeyEmergencyRetirement,
 }
 
 impl Event {
-    pub const ALL: [Event; 11] = [
+    pub const ALL: [Event; 12] = [
         Event::Login,
         Event::RefreshReuseDetected,
         Event::SessionEnded,
@@ -63,6 +64,7 @@ impl Event {
         Event::UserRemoved,
         Event::AdminRefused,
         Event::SigningKeyChanged,
+        Event::SigningKeyEmergencyRetirement,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +80,7 @@ impl Event {
             Event::UserRemoved => "user_removed",
             Event::AdminRefused => "admin_refused",
             Event::SigningKeyChanged => "signing_key_changed",
+            Event::SigningKeyEmergencyRetirement => "signing_key_emergency_retirement",
         }
     }
 
@@ -94,13 +97,13 @@ impl Event {
                 "A session ended; reason `revoked` (RFC 7009 `/revoke`), `logout`, `by_user` (`DELETE /sessions/{sid}`) or `by_admin`."
             }
             Event::OtherSessionsEnded => {
-                "\"Sign out everywhere else\": `count` sessions ended, `sid` the one kept."
+                "\"Sign out everywhere else\": `count` sessions ended (at least one; also when the request then failed part-way), `sid` the one kept."
             }
             Event::AccessTokenRevoked => {
                 "An access token revoked by its `jti` (RFC 7009); `sid` is its session."
             }
             Event::UserSessionsRevoked => {
-                "Every session and access token of a user ended in one write; reason: what took something away (`password`, `disabled`, `scopes`, `revoke_all`, `removed`)."
+                "Every session and access token of a user ended in one write; reason: what took something away (`password`, `disabled`, `scopes` — some removed —, `revoke_all`, `removed`)."
             }
             Event::UserCreated => "A user created; reason: its scopes.",
             Event::UserChanged => {
@@ -113,13 +116,20 @@ impl Event {
             Event::SigningKeyChanged => {
                 "The signing-key registry changed (a rotation step or an emergency retirement), one record per change; reason e.g. `created pending key <kid>`, `promoted <kid> to active`, `retired <kid> (was active)`."
             }
+            Event::SigningKeyEmergencyRetirement => {
+                "WARN. An emergency retirement was asked for (reason: the kid); outcome `succeeded` or `failed` (recorded either way: a failed one may have destroyed the key before the registry write failed)."
+            }
         }
     }
 
     /// Signs of an attack are warnings; the rest is information.
     fn is_warning(self, outcome: &str) -> bool {
-        matches!(self, Event::RefreshReuseDetected | Event::AdminRefused)
-            || (self == Event::Login && outcome != "succeeded")
+        matches!(
+            self,
+            Event::RefreshReuseDetected
+                | Event::AdminRefused
+                | Event::SigningKeyEmergencyRetirement
+        ) || (self == Event::Login && outcome != "succeeded")
     }
 }
 

@@ -1,31 +1,28 @@
 //! Where logs go and in what shape, for the Lambda functions and the CLI alike: text, or
 //! one JSON object per line under `AWS_LAMBDA_LOG_FORMAT=JSON` (fields at the top level;
-//! see [`crate::audit`] for the audit records'). The level is `AWS_LAMBDA_LOG_LEVEL` (Lambda's
-//! logging controls) or else `RUST_LOG`'s, INFO by default; the audit target is always
-//! kept at INFO or lower, and the Lambda runtime's own crates are capped at INFO whatever
-//! the settings say: at DEBUG and TRACE they log whole events (passwords, refresh tokens,
-//! Authorization headers).
+//! see [`crate::audit`] for the audit records). The level is `AWS_LAMBDA_LOG_LEVEL`
+//! (Lambda's logging controls; `FATAL` counts as ERROR) or else `RUST_LOG` when it is a
+//! plain level, INFO by default. It applies to tokenlife's own code only: every other crate
+//! is capped at INFO whatever the settings say — at DEBUG and TRACE the Lambda runtime logs
+//! whole events (passwords, refresh tokens, Authorization headers) and the AWS SDK logs
+//! request and response bodies (DynamoDB items: password hashes, sessions' reuse keys) —
+//! and the audit target is always kept at INFO or lower.
 
 use lambda_http::tracing::subscriber::filter::{EnvFilter, LevelFilter};
 use lambda_http::tracing::subscriber::fmt::MakeWriter;
 
-/// The Lambda runtime's crates, whose level never goes above INFO.
-const RUNTIME_CRATES: [&str; 3] = ["lambda_runtime", "lambda_runtime_api_client", "lambda_http"];
-
-/// The filter for `level`: the runtime crates at most INFO, the audit target at least.
+/// The filter for `level`: tokenlife's code at `level`, every other crate at most INFO,
+/// the audit target at least INFO.
 pub fn filter(level: LevelFilter) -> EnvFilter {
-    let runtime = level.min(LevelFilter::INFO);
+    let others = level.min(LevelFilter::INFO);
     let audit = level.max(LevelFilter::INFO);
-    // The level as a directive of its own: a builder's "default directive" applies only
-    // when the string has none, so these would otherwise leave every other target off.
-    let mut directives = vec![level.to_string()];
-    directives.extend(
-        RUNTIME_CRATES
-            .iter()
-            .map(|name| format!("{name}={runtime}")),
+    // Every level as a directive of its own: a builder's "default directive" applies only
+    // when the string has none.
+    let directives = format!(
+        "{others},tokenlife={level},{}={audit}",
+        crate::audit::TARGET
     );
-    directives.push(format!("{}={audit}", crate::audit::TARGET));
-    EnvFilter::builder().parse_lossy(directives.join(","))
+    EnvFilter::builder().parse_lossy(directives)
 }
 
 /// What the logs look like.
@@ -50,8 +47,16 @@ impl Format {
 pub fn level_from_env() -> LevelFilter {
     ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
         .iter()
-        .find_map(|name| std::env::var(name).ok()?.parse::<LevelFilter>().ok())
+        .find_map(|name| parse_level(&std::env::var(name).ok()?))
         .unwrap_or(LevelFilter::INFO)
+}
+
+/// A level by name, Lambda's `FATAL` (which tracing lacks) as ERROR.
+fn parse_level(text: &str) -> Option<LevelFilter> {
+    if text.eq_ignore_ascii_case("fatal") {
+        return Some(LevelFilter::ERROR);
+    }
+    text.parse().ok()
 }
 
 /// A subscriber writing to `writer` (tests capture what production writes with it).

@@ -25,9 +25,11 @@ use crate::secrets::{constant_time_eq, random_bytes};
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// A worker gives its working memory back after this long without work.
 pub const IDLE_RELEASE: Duration = Duration::from_secs(10);
-/// The most working memory a stored hash may ask for (the configuration's largest cost);
-/// a hash asking for more is treated as corrupt.
+/// The largest cost a stored hash may ask for (the configuration's largest); a hash
+/// asking for more is treated as corrupt.
 const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_ITERATIONS: u32 = 100;
+const MAX_PARALLELISM: u32 = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
@@ -128,9 +130,14 @@ impl PasswordHasher {
         let (answer, result) = tokio::sync::oneshot::channel();
         let free = self.free.clone();
         // The worker and the permit go back together when the work is done, even if the
-        // caller stopped waiting (a client gone): the work holds its slot until the end.
+        // caller stopped waiting (a client gone): the work holds its slot until the end. A
+        // panic in the work is contained: the caller gets an error, the worker goes on.
         let job: Job = Box::new(move |worker| {
-            let _ = answer.send(work(worker));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(worker)));
+            if outcome.is_err() {
+                worker.memory = Vec::new();
+            }
+            let _ = answer.send(outcome.ok());
             free.lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push(index);
@@ -139,9 +146,12 @@ impl PasswordHasher {
         self.workers[index]
             .send(job)
             .map_err(|_| crate::Error::internal("a hashing worker is gone".to_owned()))?;
-        result
-            .await
-            .map_err(|_| crate::Error::internal("a hashing job ended without an answer".to_owned()))
+        match result.await {
+            Ok(Some(answer)) => Ok(answer),
+            _ => Err(crate::Error::internal(
+                "a hashing job failed without an answer".to_owned(),
+            )),
+        }
     }
 }
 
@@ -152,7 +162,8 @@ impl Worker {
         let salt_bytes: [u8; 16] = random_bytes();
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| error(&e))?;
         let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
-        let memory = reserve(&mut self.memory, self.params.block_count());
+        let memory = reserve(&mut self.memory, self.params.block_count())
+            .ok_or_else(|| PasswordError("no memory for the hash".into()))?;
         self.argon2
             .hash_password_into_with_memory(password.as_bytes(), &salt_bytes, &mut output, memory)
             .map_err(|e| error(&e))?;
@@ -167,39 +178,50 @@ impl Worker {
     }
 
     /// Whether `password` matches `phc` (with the cost the PHC string names); with `None`
-    /// (no such user) or a corrupt stored hash it does the same argon2id work and answers
-    /// false.
+    /// (no such user) or a corrupt stored hash it does the configured argon2id work and
+    /// answers false.
     pub fn verify(&mut self, password: &str, phc: Option<&str>) -> bool {
         if let Some(stored) = phc.and_then(|phc| Stored::parse(phc).ok()) {
             let mut output = vec![0u8; stored.hash.len()];
             let argon2 = Argon2::new(stored.algorithm, stored.version, stored.params.clone());
-            let memory = reserve(&mut self.memory, stored.params.block_count());
-            let computed = argon2.hash_password_into_with_memory(
-                password.as_bytes(),
-                &stored.salt,
-                &mut output,
-                memory,
-            );
-            return computed.is_ok() && constant_time_eq(&output, &stored.hash);
+            let computed =
+                reserve(&mut self.memory, stored.params.block_count()).and_then(|memory| {
+                    argon2
+                        .hash_password_into_with_memory(
+                            password.as_bytes(),
+                            &stored.salt,
+                            &mut output,
+                            memory,
+                        )
+                        .ok()
+                });
+            // A stored hash of another cost leaves the memory at the configured size.
+            self.memory.truncate(self.params.block_count());
+            if computed.is_some() {
+                return constant_time_eq(&output, &stored.hash);
+            }
         }
         let mut stand_in = [0u8; 32];
-        let memory = reserve(&mut self.memory, self.params.block_count());
-        let _ = self.argon2.hash_password_into_with_memory(
-            password.as_bytes(),
-            &STAND_IN_SALT,
-            &mut stand_in,
-            memory,
-        );
+        if let Some(memory) = reserve(&mut self.memory, self.params.block_count()) {
+            let _ = self.argon2.hash_password_into_with_memory(
+                password.as_bytes(),
+                &STAND_IN_SALT,
+                &mut stand_in,
+                memory,
+            );
+        }
         false
     }
 }
 
-/// The working memory for `blocks` blocks, reusing (and growing) the worker's.
-fn reserve(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+/// The working memory for `blocks` blocks, reusing (and growing) the worker's; `None` if
+/// it cannot be had (no abort on a failed allocation).
+fn reserve(memory: &mut Vec<Block>, blocks: usize) -> Option<&mut [Block]> {
     if memory.len() < blocks {
+        memory.try_reserve_exact(blocks - memory.len()).ok()?;
         memory.resize(blocks, Block::default());
     }
-    &mut memory[..blocks]
+    Some(&mut memory[..blocks])
 }
 
 /// A stored PHC string, taken apart.
@@ -221,9 +243,12 @@ impl Stored {
             None => Version::default(),
         };
         let params = Params::try_from(&parsed).map_err(|e| error(&e))?;
-        if params.m_cost() > MAX_MEMORY_KIB {
+        if params.m_cost() > MAX_MEMORY_KIB
+            || params.t_cost() > MAX_ITERATIONS
+            || params.p_cost() > MAX_PARALLELISM
+        {
             return Err(PasswordError(
-                "the stored hash asks for too much memory".into(),
+                "the stored hash asks for too much work".into(),
             ));
         }
         let mut salt = [0u8; 64];
@@ -369,7 +394,29 @@ mod tests {
         );
     }
 
-    /// The working memory is allocated once and reused from one hash to the next.
+    /// A panic in a job reaches its caller as an error; the worker and its slot go on
+    /// (with one slot: every later job still runs).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_job_leaves_the_pool_whole() {
+        let hasher =
+            PasswordHasher::new(Argon2Params::CHEAPEST, 1, Duration::from_secs(5)).unwrap();
+        for _ in 0..3 {
+            let failed = hasher.run(|_| -> bool { panic!("a bug in a job") }).await;
+            assert!(matches!(failed, Err(crate::Error::Internal { .. })));
+            let phc = hasher
+                .run(|w| w.hash("still works"))
+                .await
+                .unwrap()
+                .unwrap();
+            let verified = hasher
+                .run(move |w| w.verify("still works", Some(&phc)))
+                .await;
+            assert!(verified.unwrap());
+        }
+    }
+
+    /// The working memory is allocated once and reused from one hash to the next; a stored
+    /// hash of another cost leaves it at the configured size.
     #[test]
     fn the_working_memory_is_reused() {
         let mut hasher = worker(Argon2Params {
@@ -385,6 +432,16 @@ mod tests {
         hasher.hash("second").unwrap();
         assert_eq!(hasher.memory.as_ptr(), at);
         assert_eq!(hasher.memory.len(), 512);
+        let bigger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"old", &SaltString::encode_b64(&[1u8; 16]).unwrap())
+        .unwrap()
+        .to_string();
+        assert!(hasher.verify("old", Some(&bigger)));
+        assert_eq!(hasher.memory.len(), 512);
     }
 
     #[test]
@@ -396,7 +453,12 @@ mod tests {
         let greedy = "$argon2id$v=19$m=8388608,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
         assert!(
             !hasher.verify("x", Some(greedy)),
-            "a cost past the largest is corrupt"
+            "a memory cost past the largest"
+        );
+        let slow = "$argon2id$v=19$m=64,t=4294967295,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+        assert!(
+            !hasher.verify("x", Some(slow)),
+            "a time cost past the largest"
         );
         assert!(hasher.memory.len() < 1024);
     }

@@ -554,7 +554,18 @@ impl TokenService {
     /// Emergency retirement of a signing key: out of the JWKS, its tokens rejected — by
     /// this process at once, by the others within the key cache TTL. For trusted callers.
     pub async fn retire_key(&self, kid: &str) -> Result<RotationReport, Error> {
-        self.deps.rotation.retire(kid).await
+        let result = self.deps.rotation.retire(kid).await;
+        // Recorded whether or not it worked: a failed attempt may have destroyed the key
+        // before the registry write failed.
+        let outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        Record::new(Event::SigningKeyEmergencyRetirement, outcome)
+            .reason(kid)
+            .emit();
+        result
     }
 
     /// Creates an active key if the registry has none (setup, and `serve` at start).

@@ -262,17 +262,18 @@ pub fn client_address(
     if hops == 0 {
         return peer;
     }
-    let entries: Vec<&str> = headers
+    // From the right, every entry counted, readable or not: junk a client put in the
+    // header (non-UTF-8 bytes, say) must not make the trusted entries shift or vanish.
+    let Some(entry) = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .collect();
-    let Some(index) = entries.len().checked_sub(hops as usize) else {
+        .rev()
+        .flat_map(|value| value.as_bytes().rsplit(|&b| b == b','))
+        .nth((hops - 1) as usize)
+    else {
         return peer;
     };
-    let entry = entries[index];
+    let entry = std::str::from_utf8(entry).unwrap_or("").trim();
     entry
         .parse::<std::net::IpAddr>()
         .ok()
@@ -393,6 +394,12 @@ mod tests {
             }
             map
         };
+        // A client's junk in the line a proxy appended to counts as an entry.
+        let mut junk = http::HeaderMap::new();
+        junk.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.9").unwrap(),
+        );
         let forged = headers(&["6.6.6.6, 203.0.113.9", "10.0.0.1"]);
         let cases = [
             (0, &forged, "10.0.0.2"),
@@ -408,6 +415,8 @@ mod tests {
             (1, &headers(&["198.51.100.4:4711"]), "198.51.100.4"),
             (1, &headers(&["[2001:db8::1]:443"]), "2001:db8::1"),
             (1, &headers(&["2001:db8::7"]), "2001:db8::7"),
+            (1, &junk, "203.0.113.9"),
+            (2, &junk, "10.0.0.2"),
         ];
         for (hops, headers, expected) in cases {
             assert_eq!(

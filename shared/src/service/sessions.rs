@@ -119,8 +119,27 @@ impl TokenService {
         user_id: &str,
         keep: &str,
     ) -> Result<(usize, bool), Error> {
-        let below_version = self.user_revoked_below(user_id).await?;
         let mut ended = 0;
+        let outcome = self.end_others(user_id, keep, &mut ended).await;
+        // Recorded whatever happened after: the sessions ended so far stay ended.
+        if ended > 0 {
+            audit::Record::new(audit::Event::OtherSessionsEnded, "succeeded")
+                .subject(user_id)
+                .sid(keep)
+                .count(ended as u64)
+                .emit();
+        }
+        outcome.map(|more| (ended, more))
+    }
+
+    /// [`Self::end_other_sessions`]' work, counting into `ended`; whether more are left.
+    async fn end_others(
+        &self,
+        user_id: &str,
+        keep: &str,
+        ended: &mut usize,
+    ) -> Result<bool, Error> {
+        let below_version = self.user_revoked_below(user_id).await?;
         let mut after: Option<SessionCursor> = None;
         for _ in 0..MAX_PAGES_AT_ONCE {
             let page = self
@@ -133,23 +152,18 @@ impl TokenService {
                 .iter()
                 .filter(|s| s.id != keep && s.user_version >= below_version);
             for summary in live {
-                if ended >= MAX_ENDED_AT_ONCE {
-                    other_sessions_ended(user_id, keep, ended);
-                    return Ok((ended, true));
+                if *ended >= MAX_ENDED_AT_ONCE {
+                    return Ok(true);
                 }
                 self.end_session_id(&summary.id).await?;
-                ended += 1;
+                *ended += 1;
             }
             match page.next {
                 Some(next) => after = Some(next),
-                None => {
-                    other_sessions_ended(user_id, keep, ended);
-                    return Ok((ended, false));
-                }
+                None => return Ok(false),
             }
         }
-        other_sessions_ended(user_id, keep, ended);
-        Ok((ended, true))
+        Ok(true)
     }
 
     /// The `sub` of user `username` (the admin session routes).
@@ -178,14 +192,6 @@ impl TokenService {
             .max()
             .unwrap_or(0))
     }
-}
-
-fn other_sessions_ended(user_id: &str, kept: &str, ended: usize) {
-    audit::Record::new(audit::Event::OtherSessionsEnded, "succeeded")
-        .subject(user_id)
-        .sid(kept)
-        .count(ended as u64)
-        .emit();
 }
 
 fn view(session: &SessionSummary, current: Option<&str>) -> SessionView {

@@ -182,10 +182,16 @@ impl TokenService {
             if let Some(disabled) = change.disabled {
                 updated.disabled = disabled;
             }
-            let reduces = change.end_sessions
-                || password_hash.is_some()
-                || (updated.disabled && !stored.disabled)
-                || stored.scopes.iter().any(|s| !updated.scopes.contains(s));
+            // What changes, and whether it takes something away.
+            let scopes_removed = stored.scopes.iter().any(|s| !updated.scopes.contains(s));
+            let changes = [
+                ("password", password_hash.is_some(), true),
+                ("scopes", updated.scopes != stored.scopes, scopes_removed),
+                ("disabled", updated.disabled && !stored.disabled, true),
+                ("enabled", stored.disabled && !updated.disabled, false),
+                ("revoke_all", change.end_sessions, true),
+            ];
+            let reduces = changes.iter().any(|(_, changed, takes)| *changed && *takes);
             if updated == stored && !reduces {
                 return Ok(Changed {
                     user: UserView::from(&stored),
@@ -201,33 +207,24 @@ impl TokenService {
                 .await?
             {
                 SaveOutcome::Saved => {
-                    let mut what = Vec::new();
-                    if password_hash.is_some() {
-                        what.push("password");
-                    }
-                    if updated.scopes != stored.scopes {
-                        what.push("scopes");
-                    }
-                    if updated.disabled != stored.disabled {
-                        what.push(if updated.disabled {
-                            "disabled"
-                        } else {
-                            "enabled"
-                        });
-                    }
-                    if change.end_sessions {
-                        what.push("revoke_all");
-                    }
-                    let what = what.join(",");
-                    let record = |event| {
+                    let list = |reducing_only: bool| {
+                        changes
+                            .iter()
+                            .filter(|(_, changed, takes)| *changed && (*takes || !reducing_only))
+                            .map(|(name, _, _)| *name)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    let record = |event, reason: &str| {
                         Record::new(event, "succeeded")
                             .subject(&updated.id)
                             .username(&updated.username)
-                            .reason(&what)
+                            .reason(reason)
+                            .emit()
                     };
-                    record(Event::UserChanged).emit();
+                    record(Event::UserChanged, &list(false));
                     if reduces {
-                        record(Event::UserSessionsRevoked).emit();
+                        record(Event::UserSessionsRevoked, &list(true));
                     }
                     return Ok(Changed {
                         user: UserView::from(&updated),
