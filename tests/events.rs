@@ -842,3 +842,51 @@ fn template_projects_what_a_session_listing_reads() {
     );
     assert!(template.contains(&line), "template.yaml lacks {line:?}");
 }
+
+/// Nothing keeps logs for ever: every function logs to a group of the template's own (not
+/// Lambda's default group, which never expires), and every log group of the template has
+/// the retention parameter.
+#[test]
+fn template_gives_every_log_a_retention() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    // Every function of the template: the route table's and the authorizer.
+    let functions: Vec<&str> = template
+        .split("      CodeUri: functions/")
+        .skip(1)
+        .collect();
+    assert_eq!(functions.len(), Function::ALL.len() + 1);
+    for function in functions {
+        let (name, after) = function.split_once('\n').unwrap();
+        let reference = "      LoggingConfig:\n        LogGroup: !Ref ";
+        assert!(
+            after.starts_with(reference),
+            "{name}: no log group of its own"
+        );
+        let group: String = after[reference.len()..]
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        assert!(
+            template.contains(&format!("\n  {group}:\n    Type: AWS::Logs::LogGroup\n")),
+            "{group} is not a log group of the template"
+        );
+    }
+    let groups: Vec<&str> = template
+        .split("    Type: AWS::Logs::LogGroup\n")
+        .skip(1)
+        .collect();
+    assert_eq!(
+        groups.len(),
+        Function::ALL.len() + 2,
+        "one per function (six of the route table, the authorizer), one for access logs"
+    );
+    for group in groups {
+        let properties = group.split("\n\n").next().unwrap();
+        assert!(
+            properties.contains("      RetentionInDays: !Ref LogRetentionDays"),
+            "a log group without the retention parameter: {properties}"
+        );
+    }
+}
