@@ -26,7 +26,9 @@ pub enum KeysCommand {
     /// Retire a key at once (it leaked): out of the JWKS, its tokens refused within
     /// TOKENLIFE_KEY_CACHE_TTL; if it was active, the next key signs at once.
     Retire {
-        /// The key's kid (see `keys list`).
+        /// The key's kid (see `keys list`). A kid may start with `-` (base64url): it is
+        /// taken as the kid, not an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
