@@ -890,3 +890,38 @@ fn template_gives_every_log_a_retention() {
         );
     }
 }
+
+/// Every alarm of the template notifies the alarm topic when there is one, and the README's
+/// alarm table says what it means and what to do.
+#[test]
+fn every_alarm_notifies_and_is_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    // Each alarm resource: its name (the line before its type) and its body (up to the
+    // blank line that ends it).
+    let marker = ":\n    Type: AWS::CloudWatch::Alarm\n";
+    let alarms: Vec<(&str, &str)> = template
+        .match_indices(marker)
+        .map(|(at, _)| {
+            let name = template[..at].rsplit("\n  ").next().unwrap();
+            let body = &template[at + marker.len()..];
+            (name, body.split("\n\n").next().unwrap())
+        })
+        .collect();
+    assert!(alarms.len() >= 7, "the alarms of issue 16");
+    for (name, body) in alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            assert!(
+                body.contains(&format!(
+                    "      {actions}: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"
+                )),
+                "{name}: no {actions} to the alarm topic"
+            );
+        }
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "README's alarm table lacks {name}"
+        );
+    }
+}
