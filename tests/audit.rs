@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokenlife::audit::{self, Event, MAX_USER_AGENT_CHARS};
 use tokenlife::http::handle;
 use tokenlife::http::request::PeerAddr;
-use tokenlife::logging::{Format, subscriber};
+use tokenlife::logging::subscriber;
 use tokenlife::testkit::{Embedded, Users, body_json, password_of, secret_parts};
 
 /// Log lines written to memory.
@@ -129,12 +129,8 @@ fn sid_of(refresh_token: &str) -> &str {
 async fn the_audit_trail_names_every_event_and_holds_no_secret() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let format = Format {
-        json: true,
-        time: true,
-    };
     let _default = tracing::subscriber::set_default(subscriber(
-        format,
+        true,
         tracing::level_filters::LevelFilter::INFO,
         move || writer.clone(),
     ));
@@ -460,12 +456,8 @@ fn levels_keep_our_lines_cap_the_runtime_and_keep_the_audit_trail() {
     for (level, ours, ours_debug, others_debug, audit) in cases {
         let captured = Captured::default();
         let writer = captured.clone();
-        let format = Format {
-            json: true,
-            time: false,
-        };
         let _default =
-            tracing::subscriber::set_default(subscriber(format, level, move || writer.clone()));
+            tracing::subscriber::set_default(subscriber(true, level, move || writer.clone()));
         let device = tokenlife::store::Device::new(Some("ua"), Some("192.0.2.1".into()));
         let context = audit::Context::request("req-1".into(), &device);
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -144,9 +144,9 @@ pub fn readme_table() -> String {
 
 /// One audit record, built with the fields known where the event happens. Holds no
 /// secret by construction: each field is an identifier or a fixed word.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Record<'a> {
-    event: Option<Event>,
+    event: Event,
     outcome: &'static str,
     reason: Option<&'a str>,
     sub: Option<&'a str>,
@@ -159,9 +159,14 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     pub fn new(event: Event, outcome: &'static str) -> Self {
         Self {
-            event: Some(event),
+            event,
             outcome,
-            ..Self::default()
+            reason: None,
+            sub: None,
+            username: None,
+            sid: None,
+            client_id: None,
+            count: None,
         }
     }
 
@@ -197,7 +202,7 @@ impl<'a> Record<'a> {
 
     /// Writes the record (INFO, or WARN for signs of an attack).
     pub fn emit(self) {
-        let Some(event) = self.event else { return };
+        let event = self.event;
         let context = CONTEXT.try_with(|c| {
             (
                 c.request_id.clone(),

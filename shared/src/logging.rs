@@ -25,21 +25,9 @@ pub fn filter(level: LevelFilter) -> EnvFilter {
     EnvFilter::builder().parse_lossy(directives)
 }
 
-/// What the logs look like.
-#[derive(Debug, Clone, Copy)]
-pub struct Format {
-    pub json: bool,
-    /// Timestamps on text lines (CloudWatch stamps Lambda's lines itself).
-    pub time: bool,
-}
-
-impl Format {
-    /// JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, else text with or without time.
-    pub fn from_env(time: bool) -> Self {
-        let json =
-            std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-        Self { json, time }
-    }
+/// Whether the logs are JSON: `AWS_LAMBDA_LOG_FORMAT=JSON` (else text).
+pub fn json_from_env() -> bool {
+    std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"))
 }
 
 /// The level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` when it is a plain level, else
@@ -59,9 +47,11 @@ fn parse_level(text: &str) -> Option<LevelFilter> {
     text.parse().ok()
 }
 
-/// A subscriber writing to `writer` (tests capture what production writes with it).
+/// A subscriber writing to `writer`, JSON (with a timestamp) or text (tests capture what
+/// production writes with it). No timestamps on text lines: CloudWatch (and any log
+/// collector) stamps them, and `serve`'s lines had none before either.
 pub fn subscriber<W>(
-    format: Format,
+    json: bool,
     level: LevelFilter,
     writer: W,
 ) -> Box<dyn tracing::Subscriber + Send + Sync>
@@ -71,34 +61,32 @@ where
     let builder = lambda_http::tracing::subscriber::fmt()
         .with_env_filter(filter(level))
         .with_writer(writer);
-    match (format.json, format.time) {
-        (true, _) => Box::new(
+    if json {
+        Box::new(
             builder
                 .json()
                 .flatten_event(true)
                 .with_span_list(false)
                 .finish(),
-        ),
-        (false, true) => Box::new(builder.finish()),
-        (false, false) => Box::new(builder.without_time().finish()),
+        )
+    } else {
+        Box::new(builder.without_time().finish())
     }
 }
 
-/// Logging of a Lambda function: to stdout (CloudWatch), no timestamps on text lines.
+/// Logging of a Lambda function: to stdout (CloudWatch).
 pub fn init_for_lambda() {
     install(subscriber(
-        Format::from_env(false),
+        json_from_env(),
         level_from_env(),
         std::io::stdout,
     ));
 }
 
-/// Logging of a CLI command: to stderr (stdout is the command's output), without time
-/// (a timestamp on every request line of `serve` cost its hot paths a few percent in
-/// `scripts/bench-load`; a log collector stamps lines anyway).
+/// Logging of a CLI command: to stderr (stdout is the command's output).
 pub fn init_for_cli() {
     install(subscriber(
-        Format::from_env(false),
+        json_from_env(),
         level_from_env(),
         std::io::stderr,
     ));
