@@ -559,6 +559,138 @@ async fn every_authorizer_event_gets_the_expected_answer() {
     }
 }
 
+/// The EMF documents one invocation of a function prints (parsed), with its output.
+async fn with_metrics<F: std::future::Future>(
+    service: &TokenService,
+    function: &'static str,
+    work: F,
+) -> (F::Output, Vec<serde_json::Value>) {
+    let emf = tokenlife::lambda::emf(service, function);
+    let (output, lines) = tokenlife::lambda::invocation(&emf, work).await;
+    let documents = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("an EMF line is one JSON object"))
+        .collect();
+    (output, documents)
+}
+
+/// The one document of `documents` with `outcome`, checked for its namespace and function.
+fn document<'a>(
+    documents: &'a [serde_json::Value],
+    function: &str,
+    outcome: &str,
+) -> &'a serde_json::Value {
+    let found = documents
+        .iter()
+        .find(|d| d["outcome"] == outcome)
+        .unwrap_or_else(|| panic!("no {outcome} metric in {documents:#?}"));
+    assert_eq!(found["function"], function);
+    let directive = &found["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "tokenlife/tokenlife");
+    found
+}
+
+#[tokio::test]
+async fn sample_events_emit_their_metrics() {
+    let f = Embedded::start_now(|c| {
+        c.issuer = Some(ISSUER.into());
+        c.login_failures_per_user_and_address = 1;
+        c.refresh_grace_secs = 0;
+    })
+    .await;
+    f.add_user("alice", &["user"]).await;
+    let service = &f.service;
+    let event = |name: &str, replacements: &[(&str, &str)]| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
+        let mut text = std::fs::read_to_string(path).unwrap();
+        for (placeholder, value) in replacements {
+            text = text.replace(placeholder, value);
+        }
+        text
+    };
+    let http = |name: &str, replacements: &[(&str, &str)]| {
+        lambda_http::request::from_str(&event(name, replacements)).unwrap()
+    };
+
+    // A login that succeeds: its count, and the age of the key that signed.
+    let request = http("login/json", &[]);
+    let (response, documents) = with_metrics(
+        service,
+        "login",
+        handle(service, Some(Function::Login), request),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let succeeded = document(&documents, "login", "succeeded");
+    assert_eq!(succeeded["Logins"], 1);
+    assert!(succeeded["SigningKeyAge"].as_u64().unwrap() < 600);
+
+    // A wrong password, then the same pair again: throttled.
+    let mut outcomes = Vec::new();
+    for expected_status in [400, 429] {
+        let request = http("login/wrong-password", &[]);
+        let (response, documents) = with_metrics(
+            service,
+            "login",
+            handle(service, Some(Function::Login), request),
+        )
+        .await;
+        assert_eq!(response.status(), expected_status);
+        assert_eq!(documents.len(), 1, "{documents:#?}");
+        outcomes.push(documents[0]["outcome"].clone());
+    }
+    assert_eq!(outcomes, ["failed", "throttled"]);
+
+    // A spent refresh token presented again: reuse detected.
+    let grant = login_alice(service).await;
+    service
+        .refresh(RefreshRequest::new(grant.refresh_token.clone()))
+        .await
+        .unwrap();
+    let request = http(
+        "refresh/body",
+        &[("__REFRESH_TOKEN__", &grant.refresh_token)],
+    );
+    let (response, documents) = with_metrics(
+        service,
+        "refresh",
+        handle(service, Some(Function::Refresh), request),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        document(&documents, "refresh", "reuse_detected")["Refreshes"],
+        1
+    );
+
+    // The authorizer: a revoked token is denied, a live one allowed.
+    let revoked = login_alice(service).await.access_token;
+    service.revoke(&revoked, None).await.unwrap();
+    let live = login_alice(service).await.access_token;
+    for (token, outcome) in [(&revoked, "revoked"), (&live, "allowed")] {
+        let text = event("authorizer/http-api-v2", &[("__ACCESS_TOKEN__", token)]);
+        let authorizer_event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let authorizing = tokenlife::authorizer::authorize_event(service, &authorizer_event);
+        let (answer, documents) = with_metrics(service, "authorizer", authorizing).await;
+        assert!(answer.is_ok());
+        assert_eq!(documents.len(), 1, "{documents:#?}");
+        assert_eq!(
+            document(&documents, "authorizer", outcome)["Verifications"],
+            1
+        );
+    }
+
+    // A scheduled rotation: the key it created, and the active key's age.
+    let schedule: serde_json::Value =
+        serde_json::from_str(&event("rotate-keys/schedule", &[])).unwrap();
+    let rotating = tokenlife::rotate_keys::handle_event(service, &schedule);
+    let (answer, documents) = with_metrics(service, "rotate-keys", rotating).await;
+    assert!(answer.is_ok());
+    let created = document(&documents, "rotate-keys", "created");
+    assert_eq!(created["SigningKeyChanges"], 1);
+    assert!(created["SigningKeyAge"].is_u64());
+}
+
 /// What the rotate-keys function must answer: (case, HTTP status or None for the schedule's
 /// report, OAuth error code).
 const ROTATE_KEYS_EXPECTED: &[(&str, Option<u16>, Option<&str>)] = &[

@@ -7,8 +7,12 @@
 //! hashing is bounded by the service itself.
 //!
 //! Output contract (scripts rely on it): the first line on stdout is
-//! `tokenlife listening on <base URL>`, printed once the server accepts connections; the
-//! rest of stdout is the human banner; logs go to stderr.
+//! `tokenlife listening on <base URL>`, printed once the server accepts connections; with
+//! `--metrics-addr`, the second is `tokenlife metrics at <URL>`; the rest of stdout is the
+//! human banner; logs go to stderr.
+//!
+//! Metrics ([`tokenlife::metrics`], Prometheus text) are served only on their own
+//! listener, off by default and never on the API's address: `GET /metrics`, nothing else.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,7 +28,7 @@ use tokenlife::clock::SystemClock;
 use tokenlife::config::Backend;
 use tokenlife::http::handlers::new_user_scopes;
 use tokenlife::http::request::{MAX_BODY_BYTES, PeerAddr, client_address};
-use tokenlife::http::{LISTENING, ROUTES, handle, response};
+use tokenlife::http::{LISTENING, METRICS_AT, ROUTES, handle, response};
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
 
@@ -49,6 +53,11 @@ pub struct ServeArgs {
     /// history): for a deployment use `tokenlife users add --password-stdin`.
     #[arg(long = "user", value_name = "NAME:PASSWORD[:admin]", value_parser = UserArg::parse)]
     users: Vec<UserArg>,
+    /// Serve Prometheus metrics at `GET /metrics` on this address (e.g. 127.0.0.1:9464),
+    /// apart from the API; off unless given. Counts and timings only, never a secret, but
+    /// keep it off the internet.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -112,7 +121,11 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot create user {:?}: {}", user.name, e.for_operator()))?;
     }
-    print_banner(&base_url, &app.service, &args.users);
+    let metrics_url = match args.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, app.service.clone()).await?),
+        None => None,
+    };
+    print_banner(&base_url, metrics_url.as_deref(), &app.service, &args.users);
 
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -158,6 +171,70 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
     }
 }
 
+/// Connections to the metrics listener at once (a scraper or two, and curl).
+const MAX_METRICS_CONNECTIONS: usize = 8;
+
+/// Starts the metrics listener on `addr`; its URL.
+async fn serve_metrics(addr: SocketAddr, service: Arc<TokenService>) -> Result<String, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_METRICS_CONNECTIONS));
+    tokio::spawn(async move {
+        loop {
+            let Ok(slot) = connections.clone().acquire_owned().await else {
+                return;
+            };
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let answer = service_fn(move |request: hyper::Request<Incoming>| {
+                    let service = service.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(metrics_answer(&service, &request).await)
+                    }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), answer);
+                let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+                drop(slot);
+            });
+        }
+    });
+    Ok(format!("http://{local}/metrics"))
+}
+
+/// `GET /metrics`: the Prometheus text; anything else a 404 or 405.
+async fn metrics_answer(
+    service: &TokenService,
+    request: &hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let plain = |status: u16, text: String| {
+        let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    };
+    if request.uri().path() != "/metrics" {
+        return plain(404, "not found: metrics are at /metrics\n".into());
+    }
+    if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
+        return plain(405, "only GET /metrics\n".into());
+    }
+    // The key age as of now, not of the last token signed.
+    service.record_signing_key_age().await;
+    plain(200, tokenlife::metrics::prometheus_text())
+}
+
 /// Reads the body (up to the limit), builds the `lambda_http::Request`, and answers it with
 /// the shared handler.
 async fn answer(
@@ -198,8 +275,16 @@ async fn answer(
 }
 
 /// The one-screen "how to try it". Never prints a password.
-fn print_banner(base_url: &str, service: &TokenService, users: &[UserArg]) {
+fn print_banner(
+    base_url: &str,
+    metrics_url: Option<&str>,
+    service: &TokenService,
+    users: &[UserArg],
+) {
     let mut text = format!("{LISTENING}{base_url}\n");
+    if let Some(url) = metrics_url {
+        text += &format!("{METRICS_AT}{url}\n");
+    }
     let config = service.config();
     text += &match config.backend {
         Backend::Memory => format!(

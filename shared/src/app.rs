@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::keys::{
     KeyCache, KeyError, KeyRegistry, KeyRotation, KeyVault, KmsVault, LocalVault, RotationPolicy,
 };
+use crate::metrics::{AwsCallTimer, AwsService};
 use crate::passwords::{PasswordError, PasswordHasher};
 
 /// The password hasher the configuration asks for.
@@ -85,9 +86,20 @@ impl AwsClients {
             .timeout_config(timeouts)
             .load()
             .await;
+        Self::timed(&sdk)
+    }
+
+    /// Clients from `sdk` whose every call's duration is recorded ([`crate::metrics`]).
+    pub fn timed(sdk: &aws_config::SdkConfig) -> Self {
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(AwsCallTimer(AwsService::DynamoDb))
+            .build();
+        let kms = aws_sdk_kms::config::Builder::from(sdk)
+            .interceptor(AwsCallTimer(AwsService::Kms))
+            .build();
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-            kms: aws_sdk_kms::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            kms: aws_sdk_kms::Client::from_conf(kms),
         }
     }
 }

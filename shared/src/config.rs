@@ -27,6 +27,9 @@ pub enum Backend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub backend: Backend,
+    /// The deployment's name (`TOKENLIFE_STACK`): its tables' prefix and its metrics'
+    /// namespace ([`Config::metrics_namespace`]).
+    pub stack: String,
     /// DynamoDB table names (`aws` backend).
     pub tables: TableNames,
     /// `iss` of every access token; `None` means "the server's own base URL" (serve sets it).
@@ -153,7 +156,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "TOKENLIFE_STACK",
         default: Some("tokenlife"),
-        doc: "Name of the deployment — the CloudFormation stack's name (`aws`): its tables are `<name>-users`, `-sessions`, `-revocations` and `-keys`, as template.yaml names them. 1–128 of `A-Z a-z 0-9 -`, starting with a letter.",
+        doc: "Name of the deployment — the CloudFormation stack's name (`aws`): its tables are `<name>-users`, `-sessions`, `-revocations` and `-keys`, as template.yaml names them, and its CloudWatch metrics' namespace `tokenlife/<name>`. 1–128 of `A-Z a-z 0-9 -`, starting with a letter.",
         kind: Kind::Text {
             set: |c, text| {
                 let stack = text.trim();
@@ -168,6 +171,7 @@ pub const SETTINGS: &[Setting] = &[
                     ));
                 }
                 c.tables = TableNames::for_stack(stack);
+                c.stack = stack.to_owned();
                 Ok(())
             },
         },
@@ -565,9 +569,16 @@ impl Config {
 
     /// The values before settings apply: every field is then set from its setting (given
     /// or default), except the optional ones whose setting is unset.
+    /// The CloudWatch namespace of the deployment's metrics: `tokenlife/<stack>`, so that
+    /// two stacks in one account keep theirs apart.
+    pub fn metrics_namespace(&self) -> String {
+        format!("tokenlife/{}", self.stack)
+    }
+
     fn unset() -> Self {
         Config {
             backend: Backend::Memory,
+            stack: String::new(),
             tables: TableNames {
                 users: String::new(),
                 sessions: String::new(),

@@ -3,6 +3,8 @@
 //! their [`Function`]; event functions (the authorizer, rotate-keys) answer typed
 //! `aws_lambda_events` responses, and their errors become the runtime's [`Diagnostic`]
 //! (`errorType` / `errorMessage`). State is built once at init ([`App::for_lambda`]).
+//! After each invocation, what it recorded goes out as CloudWatch EMF lines
+//! ([`crate::metrics`]), with the function's name as the `function` dimension.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,24 +17,62 @@ use serde::Serialize;
 
 use crate::App;
 pub use crate::http::Function;
+use crate::metrics::Emf;
 use crate::service::TokenService;
 
 /// Runs HTTP function `function` until the runtime stops it.
 pub async fn run_http(function: Function) -> Result<(), lambda_http::Error> {
     crate::logging::init_for_lambda();
     let service = App::for_lambda().await?.service;
+    let emf = emf(&service, function.name());
     lambda_http::run(service_fn(move |request: Request| {
         let service = service.clone();
+        let emf = emf.clone();
         async move {
-            Ok::<_, Infallible>(crate::http::handle(&service, Some(function), request).await)
+            let handling = crate::http::handle(&service, Some(function), request);
+            let (response, metrics) = invocation(&emf, handling).await;
+            write_lines(&metrics);
+            Ok::<_, Infallible>(response)
         }
     }))
     .await
 }
 
-/// Runs a function whose events are plain JSON (the authorizer, rotate-keys): builds the
-/// service once at init, then answers each event with `handle`.
-pub async fn run_events<F, Fut, R, E>(handle: F) -> Result<(), lambda_runtime::Error>
+/// Where function `function`'s metrics go.
+pub fn emf(service: &TokenService, function: &'static str) -> Emf {
+    Emf {
+        namespace: service.config().metrics_namespace(),
+        function,
+    }
+}
+
+/// One invocation: `work`'s output, and the EMF lines of what it recorded (stamped now),
+/// which the runtime loops above print after it.
+pub async fn invocation<F: Future>(emf: &Emf, work: F) -> (F::Output, Vec<String>) {
+    let (output, recorded) = crate::metrics::in_invocation(work).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    (output, recorded.emf_lines(emf, now_ms))
+}
+
+/// Lines to stdout, where CloudWatch Logs reads EMF: one write per line, so that no other
+/// output lands inside one.
+fn write_lines(lines: &[String]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        let _ = stdout.write_all(format!("{line}\n").as_bytes());
+    }
+    let _ = stdout.flush();
+}
+
+/// Runs function `function`, whose events are plain JSON (the authorizer, rotate-keys):
+/// builds the service once at init, then answers each event with `handle`.
+pub async fn run_events<F, Fut, R, E>(
+    function: &'static str,
+    handle: F,
+) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(Arc<TokenService>, serde_json::Value) -> Fut,
     Fut: Future<Output = Result<R, E>>,
@@ -41,8 +81,18 @@ where
 {
     crate::logging::init_for_lambda();
     let service = App::for_lambda().await?.service;
+    let emf = emf(&service, function);
+    let handle = &handle;
     lambda_runtime::run(lambda_runtime::service_fn(
-        |event: LambdaEvent<serde_json::Value>| handle(service.clone(), event.payload),
+        |event: LambdaEvent<serde_json::Value>| {
+            let handling = handle(service.clone(), event.payload);
+            let emf = emf.clone();
+            async move {
+                let (answer, metrics) = invocation(&emf, handling).await;
+                write_lines(&metrics);
+                answer
+            }
+        },
     ))
     .await
 }

@@ -18,6 +18,8 @@
 //! - [`http`]: the route table, request parsing, one handler per route, the caller check,
 //!   responses, cookies, CORS, error mapping.
 //! - [`audit`]: the audit trail's events (the `audit` log target) and request spans.
+//! - [`metrics`]: counters, the signing-key age and AWS call latencies, as CloudWatch EMF
+//!   lines (Lambda) or Prometheus text (`serve`).
 //! - [`logging`]: the log subscriber (text or JSON, levels, the runtime's cap).
 //! - [`lambda`]: what each Lambda function's `main` runs (HTTP or JSON events, typed
 //!   responses, errors as the runtime's `Diagnostic`).
@@ -39,6 +41,7 @@ pub mod http;
 pub mod keys;
 pub mod lambda;
 pub mod logging;
+pub mod metrics;
 pub mod passwords;
 pub mod refresh;
 pub mod rotate_keys;

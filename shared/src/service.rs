@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config};
 use crate::error::Error;
 use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, RotationReport};
+use crate::metrics::{self, Count};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
@@ -192,6 +193,7 @@ impl TokenService {
             .find_user_for_login(&request.username, &keys)
             .await?;
         if let Err(refused) = limits.check(&counts) {
+            metrics::count(Count::LoginThrottled);
             Record::new(Event::Login, "throttled")
                 .reason(limits.exceeded(&counts).unwrap_or("limit"))
                 .username(user.as_ref().map(|u| u.username.as_str()))
@@ -216,6 +218,7 @@ impl TokenService {
                     Some(_) if !password_ok => "bad_password",
                     Some(_) => "disabled",
                 };
+                metrics::count(Count::LoginFailed);
                 Record::new(Event::Login, "failed")
                     .reason(reason)
                     .username(user.as_ref().map(|u| u.username.as_str()))
@@ -269,6 +272,7 @@ impl TokenService {
                 ));
             }
         }
+        metrics::count(Count::LoginSucceeded);
         Record::new(Event::Login, "succeeded")
             .subject(&session.user_id)
             .username(&owner_name)
@@ -282,6 +286,24 @@ impl TokenService {
     /// requests present it; a retry inside the grace window gets the same successor; a spent
     /// token outside it ends the session (RFC 9700 reuse detection).
     pub async fn refresh(&self, request: RefreshRequest) -> Result<TokenGrant, Error> {
+        let mut outcome = Count::RefreshRefused;
+        let result = self.redeem(request, &mut outcome).await;
+        // A dependency that failed is a 503, not a refusal: it is not counted here.
+        if result
+            .as_ref()
+            .map_or_else(|e| e.private_detail().is_none(), |_| true)
+        {
+            metrics::count(outcome);
+        }
+        result
+    }
+
+    /// [`Self::refresh`], setting `outcome` to what it did when that was not a refusal.
+    async fn redeem(
+        &self,
+        request: RefreshRequest,
+        outcome: &mut Count,
+    ) -> Result<TokenGrant, Error> {
         let presented = RefreshToken::parse(&request.refresh_token)
             .ok_or_else(|| Error::invalid_grant("malformed refresh token"))?;
         let client_id = check_client_id(request.client_id)?;
@@ -321,6 +343,7 @@ impl TokenService {
             // request says (client, scope).
             if presented.generation() < session.generation && !just_spent_in_grace {
                 self.end_session(&session).await?;
+                *outcome = Count::RefreshReuseDetected;
                 Record::new(Event::RefreshReuseDetected, "session_ended")
                     .subject(&session.user_id)
                     .sid(&session.id)
@@ -354,6 +377,7 @@ impl TokenService {
                     return Err(unusable());
                 }
                 let access_token = self.issue_access_token(&session, &scope).await?;
+                *outcome = Count::RefreshGraceReplay;
                 return Ok(self.grant(access_token, &successor, scope));
             }
 
@@ -397,7 +421,10 @@ impl TokenService {
                 .replace_session(&updated, session.generation)
                 .await?
             {
-                ReplaceOutcome::Replaced => return Ok(self.grant(access_token, &successor, scope)),
+                ReplaceOutcome::Replaced => {
+                    *outcome = Count::RefreshRotated;
+                    return Ok(self.grant(access_token, &successor, scope));
+                }
                 ReplaceOutcome::Conflict => continue,
                 ReplaceOutcome::Ended => return Err(unusable()),
             }
@@ -464,6 +491,7 @@ impl TokenService {
                 below_version: 0,
             })
             .await?;
+        metrics::count(Count::RevokedAccessToken);
         Record::new(Event::AccessTokenRevoked, "succeeded")
             .reason(reason)
             .subject(&claims.sub)
@@ -507,6 +535,22 @@ impl TokenService {
     /// pinned by the key), `typ`, `iss`, `aud`, times, then revocation of its `jti`, `sid`
     /// or `sub` in one lookup (none when this process already knows the token is revoked).
     pub async fn authorize(&self, bearer: &str) -> Result<AccessClaims, Error> {
+        let result = self.verify_access_token(bearer).await;
+        metrics::count(match &result {
+            Ok(_) => Count::VerificationAllowed,
+            Err(Error::InvalidToken(reason)) => match reason {
+                TokenError::Expired => Count::VerificationExpired,
+                TokenError::Revoked => Count::VerificationRevoked,
+                TokenError::BadSignature => Count::VerificationBadSignature,
+                TokenError::UnknownKey => Count::VerificationUnknownKid,
+                _ => Count::VerificationInvalid,
+            },
+            Err(_) => Count::VerificationUnavailable,
+        });
+        result
+    }
+
+    async fn verify_access_token(&self, bearer: &str) -> Result<AccessClaims, Error> {
         let now_secs = self.deps.clock.now_secs();
         let claims = self
             .with_key_ring(bearer, |ring| self.verifier.verify(ring, bearer, now_secs))
@@ -568,6 +612,16 @@ impl TokenService {
         result
     }
 
+    /// Records the active signing key's age now ([`metrics::signing_key_age`]); nothing
+    /// when the key ring cannot be read or has no active key.
+    pub async fn record_signing_key_age(&self) {
+        if let Ok(ring) = self.deps.keys.ring().await
+            && let Some(since) = ring.active_since()
+        {
+            metrics::signing_key_age(self.deps.clock.now_secs().saturating_sub(since));
+        }
+    }
+
     /// Creates an active key if the registry has none (setup, and `serve` at start).
     pub async fn ensure_active_key(&self) -> Result<RotationReport, Error> {
         self.deps.rotation.ensure_active().await
@@ -589,6 +643,9 @@ impl TokenService {
             uv: session.user_version,
         };
         let ring = self.deps.keys.ring().await?;
+        if let Some(since) = ring.active_since() {
+            metrics::signing_key_age(now.saturating_sub(since));
+        }
         match sign_access_token(&ring, &claims).await {
             // The key may have been retired since this process cached it (an emergency
             // retirement elsewhere: KMS refuses a key pending deletion). Re-read the
@@ -662,6 +719,7 @@ impl TokenService {
 
 /// The audit record of a session that ended (`reason`: see [`audit::Event::SessionEnded`]).
 fn session_ended(session: &Session, reason: &'static str) {
+    metrics::count(Count::RevokedSession);
     Record::new(Event::SessionEnded, "succeeded")
         .reason(reason)
         .subject(&session.user_id)

@@ -5,6 +5,7 @@
 //! for leaked secrets.
 
 mod lifecycle;
+mod metrics;
 mod rotation;
 mod users;
 mod verifiers;

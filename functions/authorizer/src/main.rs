@@ -3,7 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::lambda_runtime::Error> {
-    tokenlife::lambda::run_events(|service, event| async move {
+    tokenlife::lambda::run_events("authorizer", |service, event| async move {
         tokenlife::authorizer::authorize_event(&service, &event).await
     })
     .await

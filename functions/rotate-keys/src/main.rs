@@ -4,7 +4,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::lambda_runtime::Error> {
-    tokenlife::lambda::run_events(|service, event| async move {
+    tokenlife::lambda::run_events(tokenlife::lambda::Function::RotateKeys.name(), |service, event| async move {
         tokenlife::rotate_keys::handle_event(&service, &event).await
     })
     .await

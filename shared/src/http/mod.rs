@@ -27,6 +27,9 @@ pub use routes::{Function, Handler, ROUTES, Route};
 /// the test harness read it).
 pub const LISTENING: &str = "tokenlife listening on ";
 
+/// How its second line starts when it serves metrics (`--metrics-addr`), before their URL.
+pub const METRICS_AT: &str = "tokenlife metrics at ";
+
 /// Answers one request for the routes of `function` (every route when `None`, as in
 /// `tokenlife serve`); a path no such route has is 404, a wrong method 405.
 pub async fn handle(

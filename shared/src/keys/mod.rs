@@ -327,6 +327,8 @@ impl From<StoreError> for KeyError {
 /// The active signer (if any) and every published verification key, looked up by `kid`.
 pub struct KeyRing {
     signer: Option<(Arc<dyn Signer>, String)>,
+    /// When the active key became active (Unix seconds).
+    active_since: Option<u64>,
     published: Vec<PublicKey>,
     by_kid: HashMap<String, usize>,
 }
@@ -337,7 +339,7 @@ impl KeyRing {
     pub(crate) fn single(signer: Arc<dyn Signer>) -> Result<Self, KeyError> {
         let own = PublicKey::from_spki_der(signer.public_key_der(), signer.algorithm())?;
         let kid = own.kid().to_owned();
-        Ok(Self::assemble(Some((signer, kid)), vec![own]))
+        Ok(Self::assemble(Some((signer, kid)), None, vec![own]))
     }
 
     /// The ring the registry describes: every published key verifies; the active one
@@ -346,6 +348,7 @@ impl KeyRing {
     pub fn from_registry(keys: &[KeyRecord], vault: &dyn KeyVault) -> Result<Self, KeyError> {
         let mut published = Vec::new();
         let mut signer = None;
+        let mut active_since = None;
         for record in keys.iter().filter(|k| k.state.is_published()) {
             let key = PublicKey::from_spki_der(&record.public_key_der, record.algorithm)?;
             if key.kid() != record.kid {
@@ -356,13 +359,18 @@ impl KeyRing {
             }
             if record.state == KeyState::Active {
                 signer = Some((vault.signer(record)?, record.kid.clone()));
+                active_since = Some(record.state_since);
             }
             published.push(key);
         }
-        Ok(Self::assemble(signer, published))
+        Ok(Self::assemble(signer, active_since, published))
     }
 
-    fn assemble(signer: Option<(Arc<dyn Signer>, String)>, published: Vec<PublicKey>) -> Self {
+    fn assemble(
+        signer: Option<(Arc<dyn Signer>, String)>,
+        active_since: Option<u64>,
+        published: Vec<PublicKey>,
+    ) -> Self {
         let by_kid = published
             .iter()
             .enumerate()
@@ -370,6 +378,7 @@ impl KeyRing {
             .collect();
         Self {
             signer,
+            active_since,
             published,
             by_kid,
         }
@@ -387,6 +396,11 @@ impl KeyRing {
                         .into(),
                 )
             })
+    }
+
+    /// When the active key became active (Unix seconds), if there is one.
+    pub fn active_since(&self) -> Option<u64> {
+        self.active_since
     }
 
     pub fn verification_key(&self, kid: &str) -> Option<&PublicKey> {

@@ -35,6 +35,7 @@ use super::{KeyCache, PublicKey, SigningAlgorithm};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::{self, Count};
 
 /// How many times a change re-reads the registry after losing a concurrent write.
 const MAX_ATTEMPTS: usize = 5;
@@ -218,11 +219,22 @@ impl KeyRotation {
         Ok(keys)
     }
 
-    /// One rotation step.
+    /// One rotation step; afterwards, the active key's age is recorded ([`metrics`]).
     pub async fn step(&self) -> Result<RotationReport, Error> {
         let policy = self.policy;
-        self.change(move |registry, now| Ok(plan_step(registry, now, &policy)))
-            .await
+        let result = self
+            .change(move |registry, now| Ok(plan_step(registry, now, &policy)))
+            .await;
+        match &result {
+            Ok(report) => {
+                let now = self.clock.now_secs();
+                if let Some(active) = report.keys.iter().find(|k| k.state == KeyState::Active) {
+                    metrics::signing_key_age(now.saturating_sub(active.state_since));
+                }
+            }
+            Err(_) => metrics::count(Count::RotationFailed),
+        }
+        result
     }
 
     /// Makes sure there is an active key, creating one if there is none (setup, `serve`).
@@ -309,7 +321,7 @@ impl KeyRotation {
             let keys = apply_change(&registry, &change, created.clone(), now, &self.policy);
             match self.registry.save_keys(&keys, registry.version).await {
                 Ok(SaveOutcome::Saved) => {
-                    key_changes(&actions);
+                    key_changes(&actions, &change, created.len());
                     return Ok(RotationReport {
                         changed: true,
                         actions,
@@ -337,7 +349,7 @@ impl KeyRotation {
                         && now_stored.keys == keys)
                         || (!created.is_empty() && created.iter().all(ours));
                     if landed {
-                        key_changes(&actions);
+                        key_changes(&actions, &change, created.len());
                         return Ok(RotationReport {
                             changed: true,
                             actions,
@@ -395,8 +407,11 @@ impl KeyRotation {
     }
 }
 
-/// The audit records of a registry change that landed.
-fn key_changes(actions: &[String]) {
+/// The audit records and counts of a registry change that landed.
+fn key_changes(actions: &[String], change: &KeyChange, created: usize) {
+    metrics::count_n(Count::KeyCreated, created as u64);
+    metrics::count_n(Count::KeyPromoted, u64::from(change.promote.is_some()));
+    metrics::count_n(Count::KeyRetired, change.retire.len() as u64);
     for action in actions {
         crate::audit::Record::new(crate::audit::Event::SigningKeyChanged, "succeeded")
             .reason(action.as_str())

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::TokenService;
 use crate::audit;
 use crate::error::Error;
+use crate::metrics::{self, Count};
 use crate::secrets::{b64url, b64url_decode};
 use crate::store::{RevocationKey, Session, SessionCursor, SessionSummary};
 
@@ -123,6 +124,7 @@ impl TokenService {
         let outcome = self.end_others(user_id, keep, &mut ended).await;
         // Recorded whatever happened after: the sessions ended so far stay ended.
         if ended > 0 {
+            metrics::count_n(Count::RevokedSession, ended as u64);
             audit::Record::new(audit::Event::OtherSessionsEnded, "succeeded")
                 .subject(user_id)
                 .sid(keep)

@@ -20,6 +20,7 @@ use super::{TokenService, check_username};
 use crate::audit::{Event, Record};
 use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, REFRESH_TTL_MAX_SECS};
 use crate::error::Error;
+use crate::metrics::{self, Count};
 use crate::passwords::MAX_PASSWORD_BYTES;
 use crate::secrets::{b64url, random_bytes};
 use crate::store::{Revocation, RevocationKey, SaveOutcome, User};
@@ -225,6 +226,7 @@ impl TokenService {
                     record(Event::UserChanged, &list(false));
                     if reduces {
                         record(Event::UserSessionsRevoked, &list(true));
+                        metrics::count(Count::RevokedUser);
                     }
                     return Ok(Changed {
                         user: UserView::from(&updated),
@@ -259,6 +261,7 @@ impl TokenService {
                             .reason("removed")
                             .emit();
                     }
+                    metrics::count(Count::RevokedUser);
                     return Ok(());
                 }
                 SaveOutcome::Conflict => continue,

@@ -29,6 +29,8 @@ pub struct Server {
     binary: PathBuf,
     child: Child,
     pub base: String,
+    /// Its Prometheus metrics (`--metrics-addr`, on a port of its own).
+    pub metrics_url: String,
     /// The TOKENLIFE_* settings it runs with (for `tokenlife keys` against the same tables).
     pub env: Vec<(String, String)>,
     output: Arc<Mutex<String>>,
@@ -68,7 +70,13 @@ impl Server {
             }
         }
         let mut child = tokenlife(&binary, &env)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
             .args(["--user", &format!("alice:{}", password_of("alice"))])
             .args(["--user", &format!("root:{}:admin", password_of("root"))])
             .env("RUST_LOG", "info")
@@ -90,7 +98,15 @@ impl Server {
                 panic!("no banner; stdout: {first:?}; stderr: {rest}")
             }
         };
-        let output = Arc::new(Mutex::new(first));
+        // The second names the metrics URL.
+        let mut second = String::new();
+        let _ = stdout.read_line(&mut second);
+        let metrics_url = second
+            .trim()
+            .strip_prefix(crate::http::METRICS_AT)
+            .unwrap_or_else(|| panic!("no metrics line: {second:?}"))
+            .to_owned();
+        let output = Arc::new(Mutex::new(first + &second));
         for stream in [
             Box::new(stdout) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().expect("piped stderr")),
@@ -111,6 +127,7 @@ impl Server {
             binary,
             child,
             base,
+            metrics_url,
             env,
             output,
             agent,
@@ -177,6 +194,27 @@ impl Server {
 
     pub fn refresh(&self, refresh_token: &str) -> Answer {
         self.post_json("/refresh", json!({ "refresh_token": refresh_token }), &[])
+    }
+
+    /// `GET` on the metrics listener at `path`: the status, `Content-Type` and text.
+    pub fn metrics_get(&self, path: &str) -> (u16, String, String) {
+        let base = self.metrics_url.trim_end_matches("/metrics");
+        let mut response = self
+            .agent
+            .run(
+                http_request("GET", &format!("{base}{path}"))
+                    .body(Vec::new())
+                    .unwrap(),
+            )
+            .expect("request reaches the metrics listener");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), content_type, text)
     }
 
     /// Everything the server printed so far (stdout and stderr).
