@@ -897,6 +897,22 @@ fn template_retains_every_table() {
     }
 }
 
+/// With `TablesKmsKeyArn` set, every table is encrypted with that key and every function
+/// may have DynamoDB use it (and a table a function cannot decrypt would be an outage).
+#[test]
+fn template_encrypts_every_table_with_the_optional_key_every_function_may_use() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    let encrypted = "      SSESpecification:\n        SSEEnabled: true\n        SSEType: KMS\n        KMSMasterKeyId: !If [HasTablesKey, !Ref TablesKmsKeyArn, !Ref AWS::NoValue]\n";
+    let tables = template.matches("    Type: AWS::DynamoDB::Table\n").count();
+    assert_eq!(template.matches(encrypted).count(), tables);
+    let functions = template.matches("    Type: AWS::Serverless::Function\n").count();
+    let may_use = "      Policies:\n        - !If [HasTablesKey, !Ref TablesKeyAccess, !Ref AWS::NoValue]\n";
+    assert_eq!(functions, 7);
+    assert_eq!(template.matches(may_use).count(), functions);
+}
+
 /// The stack's tables carry the names `TOKENLIFE_STACK` derives (`TableNames::for_stack`),
 /// and the functions are told the stack's name: one name finds the whole deployment.
 #[test]
