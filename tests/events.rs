@@ -913,6 +913,41 @@ fn template_encrypts_every_table_with_the_optional_key_every_function_may_use() 
     assert_eq!(template.matches(may_use).count(), functions);
 }
 
+/// The optional dashboard's body is JSON once CloudFormation substitutes the stack's name
+/// and region, and every metric it names is one the functions publish.
+#[test]
+fn template_dashboard_is_json_naming_published_metrics() {
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .unwrap();
+    let (_, rest) = template
+        .split_once("      DashboardBody: !Sub >-\n")
+        .expect("a dashboard");
+    let body = rest.lines().next().unwrap().trim();
+    let body = body
+        .replace("${AWS::StackName}", "my-stack")
+        .replace("${AWS::Region}", "eu-west-1");
+    assert!(!body.contains("${"), "an unsubstituted variable: {body}");
+    let dashboard: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let names: Vec<&str> = tokenlife::metrics::Metric::ALL
+        .iter()
+        .map(|m| m.name())
+        .collect();
+    let widgets = dashboard["widgets"].as_array().unwrap();
+    assert!(widgets.len() >= 5);
+    let text = body.as_str();
+    let searched: Vec<&str> = text.split("MetricName=\\\"").skip(1).collect();
+    assert_eq!(searched.len(), 5, "the exact SEARCH expressions");
+    for quoted in searched {
+        let name = quoted.split('\\').next().unwrap();
+        assert!(names.contains(&name), "the dashboard names {name}, not published");
+    }
+    assert!(text.contains("\"SigningKeyAge\""));
+    // Latencies are one metric per operation (`Latency.DynamoDB.GetItem`): found by the
+    // token `Latency`, unquoted.
+    assert!(text.contains("} MetricName=Latency'"));
+}
+
 /// The stack's tables carry the names `TOKENLIFE_STACK` derives (`TableNames::for_stack`),
 /// and the functions are told the stack's name: one name finds the whole deployment.
 #[test]
