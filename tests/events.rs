@@ -600,6 +600,7 @@ async fn sample_events_emit_their_metrics() {
     .await;
     f.add_user("alice", &["user"]).await;
     let service = &f.service;
+    let mut seen: Vec<serde_json::Value> = Vec::new();
     let event = |name: &str, replacements: &[(&str, &str)]| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../events/{name}.json"));
         let mut text = std::fs::read_to_string(path).unwrap();
@@ -620,6 +621,7 @@ async fn sample_events_emit_their_metrics() {
         handle(service, Some(Function::Login), request),
     )
     .await;
+    seen.extend(documents.clone());
     assert_eq!(response.status(), 200);
     let succeeded = document(&documents, "login", "succeeded");
     assert_eq!(succeeded["Logins"], 1);
@@ -635,6 +637,7 @@ async fn sample_events_emit_their_metrics() {
             handle(service, Some(Function::Login), request),
         )
         .await;
+        seen.extend(documents.clone());
         assert_eq!(response.status(), expected_status);
         assert_eq!(documents.len(), 1, "{documents:#?}");
         outcomes.push(documents[0]["outcome"].clone());
@@ -657,6 +660,7 @@ async fn sample_events_emit_their_metrics() {
         handle(service, Some(Function::Refresh), request),
     )
     .await;
+    seen.extend(documents.clone());
     assert_eq!(response.status(), 400);
     assert_eq!(
         document(&documents, "refresh", "reuse_detected")["Refreshes"],
@@ -672,6 +676,7 @@ async fn sample_events_emit_their_metrics() {
         let authorizer_event: serde_json::Value = serde_json::from_str(&text).unwrap();
         let authorizing = tokenlife::authorizer::authorize_event(service, &authorizer_event);
         let (answer, documents) = with_metrics(service, "authorizer", authorizing).await;
+        seen.extend(documents.clone());
         assert!(answer.is_ok());
         assert_eq!(documents.len(), 1, "{documents:#?}");
         assert_eq!(
@@ -685,10 +690,26 @@ async fn sample_events_emit_their_metrics() {
         serde_json::from_str(&event("rotate-keys/schedule", &[])).unwrap();
     let rotating = tokenlife::rotate_keys::handle_event(service, &schedule);
     let (answer, documents) = with_metrics(service, "rotate-keys", rotating).await;
+    seen.extend(documents.clone());
     assert!(answer.is_ok());
     let created = document(&documents, "rotate-keys", "created");
     assert_eq!(created["SigningKeyChanges"], 1);
     assert!(created["SigningKeyAge"].is_u64());
+
+    // What a metric line may hold: names, outcomes, numbers — never a secret.
+    let lines = serde_json::to_string(&seen).unwrap();
+    let password = password_of("alice");
+    for secret in [
+        &grant.refresh_token,
+        &grant.access_token,
+        &revoked,
+        &live,
+        &password,
+    ] {
+        for part in tokenlife::testkit::secret_parts(secret) {
+            assert!(!lines.contains(part), "a secret in the metrics");
+        }
+    }
 }
 
 /// What the rotate-keys function must answer: (case, HTTP status or None for the schedule's
@@ -907,8 +928,11 @@ fn template_encrypts_every_table_with_the_optional_key_every_function_may_use() 
     let encrypted = "      SSESpecification:\n        SSEEnabled: true\n        SSEType: KMS\n        KMSMasterKeyId: !If [HasTablesKey, !Ref TablesKmsKeyArn, !Ref AWS::NoValue]\n";
     let tables = template.matches("    Type: AWS::DynamoDB::Table\n").count();
     assert_eq!(template.matches(encrypted).count(), tables);
-    let functions = template.matches("    Type: AWS::Serverless::Function\n").count();
-    let may_use = "      Policies:\n        - !If [HasTablesKey, !Ref TablesKeyAccess, !Ref AWS::NoValue]\n";
+    let functions = template
+        .matches("    Type: AWS::Serverless::Function\n")
+        .count();
+    let may_use =
+        "      Policies:\n        - !If [HasTablesKey, !Ref TablesKeyAccess, !Ref AWS::NoValue]\n";
     assert_eq!(functions, 7);
     assert_eq!(template.matches(may_use).count(), functions);
 }
@@ -940,7 +964,10 @@ fn template_dashboard_is_json_naming_published_metrics() {
     assert_eq!(searched.len(), 5, "the exact SEARCH expressions");
     for quoted in searched {
         let name = quoted.split('\\').next().unwrap();
-        assert!(names.contains(&name), "the dashboard names {name}, not published");
+        assert!(
+            names.contains(&name),
+            "the dashboard names {name}, not published"
+        );
     }
     assert!(text.contains("\"SigningKeyAge\""));
     // Latencies are one metric per operation (`Latency.DynamoDB.GetItem`): found by the
