@@ -171,8 +171,11 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
     }
 }
 
-/// Connections to the metrics listener at once (a scraper or two, and curl).
+/// Connections to the metrics listener at once (a scraper or two, and curl), each for one
+/// request and at most [`METRICS_CONNECTION_LIFETIME`]: a client that opens connections
+/// and idles holds a slot for seconds, not minutes.
 const MAX_METRICS_CONNECTIONS: usize = 8;
+const METRICS_CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts the metrics listener on `addr`; its URL.
 async fn serve_metrics(addr: SocketAddr, service: Arc<TokenService>) -> Result<String, String> {
@@ -200,9 +203,10 @@ async fn serve_metrics(addr: SocketAddr, service: Arc<TokenService>) -> Result<S
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
+                    .header_read_timeout(METRICS_CONNECTION_LIFETIME)
                     .serve_connection(TokioIo::new(stream), answer);
-                let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+                let _ = tokio::time::timeout(METRICS_CONNECTION_LIFETIME, connection).await;
                 drop(slot);
             });
         }
@@ -228,7 +232,12 @@ async fn metrics_answer(
         return plain(404, "not found: metrics are at /metrics\n".into());
     }
     if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
-        return plain(405, "only GET /metrics\n".into());
+        let mut response = plain(405, "only GET /metrics\n".into());
+        response.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        return response;
     }
     // The key age as of now, not of the last token signed.
     service.record_signing_key_age().await;

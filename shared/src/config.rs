@@ -567,14 +567,14 @@ impl Config {
         Ok(config)
     }
 
-    /// The values before settings apply: every field is then set from its setting (given
-    /// or default), except the optional ones whose setting is unset.
     /// The CloudWatch namespace of the deployment's metrics: `tokenlife/<stack>`, so that
     /// two stacks in one account keep theirs apart.
     pub fn metrics_namespace(&self) -> String {
         format!("tokenlife/{}", self.stack)
     }
 
+    /// The values before settings apply: every field is then set from its setting (given
+    /// or default), except the optional ones whose setting is unset.
     fn unset() -> Self {
         Config {
             backend: Backend::Memory,

@@ -13,7 +13,11 @@
 //! Bounded by construction: a metric's dimensions are the function and the outcome (a
 //! fixed list per metric), and for latencies the AWS operation (the few the code calls) —
 //! never a user, token, client or address. Counting is a relaxed atomic add and, inside a
-//! Lambda invocation, an add to the task's tally: no allocation, no lock, no I/O.
+//! Lambda invocation, an add to the task's tally: no allocation, no lock, no I/O. A
+//! latency takes a process-wide lock and a few small allocations — per AWS call, a network
+//! round trip, so nothing that shows. An invocation keeps at most 100 latencies per
+//! operation (EMF's limit per metric and document; only "sign out everywhere else" makes
+//! more, and the rest are dropped), and an invocation that panics prints none.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -113,13 +117,13 @@ impl Metric {
                 "What was revoked: one access token, one session (revocation, logout, by its user or an admin, including each of 'other sessions'), or all of a user's sessions."
             }
             Metric::Verifications => {
-                "Access-token verifications (the authorizer, /userinfo, the admin routes' caller check), by outcome; unavailable: the revocation store did not answer (fail closed)."
+                "Access-token verifications, by outcome, one per check: the authorizer's and every bearer route's (/userinfo — behind the authorizer in the template, so checked twice —, /sessions, the admin routes; a request without a bearer token is none); unavailable: the check could not finish (the revocation store or the key registry did not answer, or an internal error) and failed closed."
             }
             Metric::SigningKeyChanges => {
                 "Signing-key registry changes, by outcome: a key created, promoted to active or retired; failed: a rotation step that failed."
             }
             Metric::SigningKeyAge => {
-                "Seconds since the signing key in use became active, as of the last token signed or rotation step."
+                "Seconds since the signing key in use became active, as of the last token signed or scheduled rotation run (in serve: of the scrape)."
             }
             Metric::AwsCallLatency => {
                 "Duration of each DynamoDB and KMS call, the SDK's retries included."

@@ -92,7 +92,13 @@ pub async fn handle_event(
 ) -> Result<RotateKeysAnswer, RotateKeysError> {
     match RotateKeysEvent::of(event).ok_or(RotateKeysError::UnsupportedEvent)? {
         RotateKeysEvent::Schedule => {
-            match in_context(Context::acting(ACTOR_SCHEDULE), service.rotate_keys()).await {
+            let stepped = in_context(Context::acting(ACTOR_SCHEDULE), service.rotate_keys()).await;
+            // The key age is recorded on every scheduled run (the step records it when it
+            // succeeds): a rotation that keeps failing still shows its key growing old.
+            if stepped.is_err() {
+                service.record_signing_key_age().await;
+            }
+            match stepped {
                 Ok(report) => Ok(RotateKeysAnswer::Report(rotation_report(&report))),
                 Err(error) => {
                     tracing::error!(
