@@ -293,6 +293,50 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
             .status(),
         200
     );
+    // Clients: registered, authenticated (and once not), its secret rotated, removed.
+    let registered = admin(
+        "POST",
+        "/admin/clients".into(),
+        Some(serde_json::json!({"name": "billing", "client_id": "billing", "confidential": true})),
+    )
+    .await;
+    assert_eq!(registered.status(), 201);
+    let client_secret = body_json(registered.body())["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let credentials = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "billing"),
+        ("client_secret", client_secret.as_str()),
+    ];
+    let granted = here.post("/token", &credentials).await;
+    assert_eq!(granted.status(), 200);
+    let client_token = body_json(granted.body())["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong_secret = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "billing"),
+        ("client_secret", "not-the-secret-at-all"),
+    ];
+    assert_eq!(here.post("/token", &wrong_secret).await.status(), 401);
+    let rotated = admin("POST", "/admin/clients/billing/rotate-secret".into(), None).await;
+    assert_eq!(rotated.status(), 200);
+    let rotated_secret = body_json(rotated.body())["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        admin("DELETE", "/admin/clients/billing".into(), None)
+            .await
+            .status(),
+        200
+    );
+    secrets.extend([client_secret, client_token, rotated_secret]);
+    secrets.push("not-the-secret-at-all".to_owned());
+
     // Ends the one active key (a new one is made), by root, whose token still verifies:
     // this process re-reads the ring only for tokens of a kid it does not know.
     let keys = f.service.list_keys().await.unwrap();
@@ -323,6 +367,20 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
             event.name()
         );
     }
+    // Client authentication: names the client (it exists) and why, never the secret.
+    let refused = one("client_authentication_failed", "refused");
+    assert_eq!(refused["client_id"], "billing");
+    assert_eq!(refused["reason"], "wrong_secret");
+    assert_eq!(refused["level"], "WARN");
+    assert_eq!(refused["source_ip"], "198.51.100.7");
+    assert_eq!(
+        one("client_secret_rotated", "succeeded")["reason"],
+        "overlap 86400"
+    );
+    assert_eq!(
+        one("client_removed", "succeeded")["actor"],
+        root_sub.as_str()
+    );
     // Logins.
     let failed = find("login", "failed");
     assert_eq!(failed.len(), 3);
@@ -415,12 +473,13 @@ async fn the_audit_trail_names_every_event_and_holds_no_secret() {
     }));
 
     // Every record made in a request carries the request's id, address and user agent.
-    // (The users made before the first request, by the fixture, have none.)
+    // (What the fixture made before the first request has none: the first key, the kit's
+    // three clients, two users.)
     let in_requests: Vec<&Value> = records
         .iter()
         .filter(|r| r.get("request_id").is_some())
         .collect();
-    assert_eq!(in_requests.len(), records.len() - 3, "{records:#?}");
+    assert_eq!(in_requests.len(), records.len() - 6, "{records:#?}");
     for record in in_requests {
         assert!(
             record["request_id"]

@@ -893,12 +893,7 @@ async fn clients_at(dynamodb: Option<&str>, kms: Option<&str>) -> AwsClients {
 fn aws_config_named(name: &str) -> Config {
     Config {
         backend: Backend::Aws,
-        tables: TableNames {
-            users: format!("{name}-users"),
-            sessions: format!("{name}-sessions"),
-            revocations: format!("{name}-revocations"),
-            keys: format!("{name}-keys"),
-        },
+        tables: TableNames::for_stack(name),
         argon2: Argon2Params::CHEAPEST,
         ..Config::default()
     }
@@ -1721,7 +1716,7 @@ async fn check_names_what_makes_a_deployment_unusable() {
     // Nothing there: each table named.
     let findings = check(&config, &clients).await;
     let missing = problems(&findings);
-    assert_eq!(missing.len(), 5, "{missing:?}");
+    assert_eq!(missing.len(), 6, "five tables and the keys: {missing:?}");
     assert!(missing[0].contains(&config.tables.users) && missing[0].contains("does not exist"));
     // Tables but no key (what a deploy without the custom resource left).
     ensure_tables(&clients.dynamodb, &config.tables)

@@ -40,6 +40,11 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
         Some("unsupported_grant_type"),
     ),
     ("login/token-missing-grant", 400, Some("invalid_request")),
+    (
+        "login/token-client-credentials-no-client",
+        401,
+        Some("invalid_client"),
+    ),
     ("login/get-not-allowed", 405, Some("method_not_allowed")),
     ("refresh/body", 200, None),
     ("refresh/cookie-from-allowed-origin", 200, None),
@@ -905,7 +910,11 @@ fn template_retains_every_table() {
         .split("    Type: AWS::DynamoDB::Table\n")
         .skip(1)
         .collect();
-    assert_eq!(tables.len(), 4, "users, sessions, revocations, keys");
+    assert_eq!(
+        tables.len(),
+        5,
+        "users, sessions, revocations, keys, clients"
+    );
     for table in tables {
         assert!(
             // Kept on deletion and replacement; only a failed creation removes them.
@@ -988,6 +997,7 @@ fn template_names_its_tables_after_the_stack() {
         ("SessionsTable", names.sessions),
         ("RevocationsTable", names.revocations),
         ("KeysTable", names.keys),
+        ("ClientsTable", names.clients),
     ] {
         let start = template
             .find(&format!("\n  {resource}:\n"))
@@ -1010,6 +1020,7 @@ fn template_names_its_tables_after_the_stack() {
         "SESSIONS_TABLE",
         "REVOCATIONS_TABLE",
         "KEYS_TABLE",
+        "CLIENTS_TABLE",
     ] {
         assert!(
             !template.contains(&format!("TOKENLIFE_{table_variable}")),

@@ -11,6 +11,7 @@
 //! (clap), a bad `TOKENLIFE_*` setting exits 2 naming it, runtime errors exit 1 with a
 //! message on stderr; list commands take `--json`.
 
+mod clients;
 mod keys;
 mod serve;
 mod setup;
@@ -56,6 +57,10 @@ enum Command {
     /// running server). Passwords are read from a prompt or stdin, never from arguments.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// The registered OAuth clients of the aws backend (for the embedded default, use the
+    /// admin routes of the running server, or `serve --client`). Secrets are printed once.
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -92,6 +97,13 @@ fn main() -> ExitCode {
             tokenlife::audit::set_process_actor(tokenlife::audit::ACTOR_CLI);
             with_config_and_runtime("keys", |config, runtime| {
                 keys::run(command, config, runtime)
+            })
+        }
+        Command::Clients(command) => {
+            tokenlife::logging::init_for_cli();
+            tokenlife::audit::set_process_actor(tokenlife::audit::ACTOR_CLI);
+            with_config_and_runtime("clients", |config, runtime| {
+                clients::run(command, config, runtime)
             })
         }
         Command::Users(command) => {

@@ -29,6 +29,9 @@ use tokenlife::config::Backend;
 use tokenlife::http::handlers::new_user_scopes;
 use tokenlife::http::request::{MAX_BODY_BYTES, PeerAddr, client_address};
 use tokenlife::http::{LISTENING, METRICS_AT, ROUTES, handle, response};
+use tokenlife::service::clients::{
+    ANY_SCOPE, GRANT_PASSWORD, GRANT_REFRESH_TOKEN, GRANTS, NewClient,
+};
 use tokenlife::{App, Config, Error, TokenService};
 use tokio::net::TcpListener;
 
@@ -53,6 +56,11 @@ pub struct ServeArgs {
     /// history): for a deployment use `tokenlife users add --password-stdin`.
     #[arg(long = "user", value_name = "NAME:PASSWORD[:admin]", value_parser = UserArg::parse)]
     users: Vec<UserArg>,
+    /// Development only: register a client at start (repeatable) — `ID` a public one,
+    /// `ID:SECRET` a confidential one (the secret in argv, like --user's password) — allowed
+    /// every grant and scope, and a confidential one to introspect any token.
+    #[arg(long = "client", value_name = "ID[:SECRET]", value_parser = ClientArg::parse)]
+    clients: Vec<ClientArg>,
     /// Serve Prometheus metrics at `GET /metrics` on this address (e.g. 127.0.0.1:9464),
     /// apart from the API; off unless given. Counts and timings only, never a secret, but
     /// keep it off the internet.
@@ -65,6 +73,29 @@ struct UserArg {
     name: String,
     password: String,
     admin: bool,
+}
+
+#[derive(Clone)]
+struct ClientArg {
+    id: String,
+    secret: Option<String>,
+}
+
+impl ClientArg {
+    /// `ID` or `ID:SECRET` (ids have no ':'; the secret may).
+    fn parse(text: &str) -> Result<Self, String> {
+        let (id, secret) = match text.split_once(':') {
+            Some((id, secret)) => (id, Some(secret.to_owned())),
+            None => (text, None),
+        };
+        if id.is_empty() || secret.as_deref() == Some("") {
+            return Err("--client wants ID or ID:SECRET, both non-empty".into());
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            secret,
+        })
+    }
 }
 
 impl UserArg {
@@ -125,6 +156,48 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
         Some(addr) => Some(serve_metrics(addr, app.service.clone()).await?),
         None => None,
     };
+    for client in &args.clients {
+        let confidential = client.secret.is_some();
+        let grants = if confidential {
+            GRANTS.to_vec()
+        } else {
+            vec![GRANT_PASSWORD, GRANT_REFRESH_TOKEN]
+        };
+        let registered = app
+            .service
+            .register_client(NewClient {
+                id: Some(client.id.clone()),
+                name: client.id.clone(),
+                confidential,
+                grant_types: grants.into_iter().map(String::from).collect(),
+                scopes: vec![ANY_SCOPE.to_owned()],
+                may_introspect: confidential,
+                secret: client.secret.clone(),
+            })
+            .await;
+        let outcome = match registered {
+            Ok(_) => Ok(()),
+            // On aws, registered by an earlier run: fine if it still takes this secret.
+            Err(Error::Conflict(_)) => app
+                .service
+                .authenticate_client(&client.id, client.secret.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(|_| {
+                    Error::Conflict(
+                        "registered already, as another type or with another secret (`tokenlife clients remove` it)".into(),
+                    )
+                }),
+            Err(error) => Err(error),
+        };
+        outcome.map_err(|e| {
+            format!(
+                "cannot register client {:?}: {}",
+                client.id,
+                e.for_operator()
+            )
+        })?;
+    }
     print_banner(&base_url, metrics_url.as_deref(), &app.service, &args.users);
 
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

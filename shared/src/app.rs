@@ -162,6 +162,7 @@ impl App {
         let (keys, rotation) = key_management(&config, store.clone(), vault, &clock);
         let deps = Dependencies {
             users: store.clone(),
+            clients: store.clone(),
             sessions: store.clone(),
             keys,
             rotation,
@@ -196,6 +197,7 @@ impl App {
         let (keys, rotation) = key_management(&config, store.clone(), vault, &clock);
         let deps = Dependencies {
             users: store.clone(),
+            clients: store.clone(),
             sessions: store,
             keys,
             rotation,

@@ -47,12 +47,16 @@ pub enum Event {
     UserChanged,
     UserRemoved,
     AdminRefused,
+    ClientRegistered,
+    ClientSecretRotated,
+    ClientRemoved,
+    ClientAuthenticationFailed,
     SigningKeyChanged,
     SigningKeyEmergencyRetirement,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 16] = [
         Event::Login,
         Event::RefreshReuseDetected,
         Event::SessionEnded,
@@ -63,6 +67,10 @@ impl Event {
         Event::UserChanged,
         Event::UserRemoved,
         Event::AdminRefused,
+        Event::ClientRegistered,
+        Event::ClientSecretRotated,
+        Event::ClientRemoved,
+        Event::ClientAuthenticationFailed,
         Event::SigningKeyChanged,
         Event::SigningKeyEmergencyRetirement,
     ];
@@ -79,6 +87,10 @@ impl Event {
             Event::UserChanged => "user_changed",
             Event::UserRemoved => "user_removed",
             Event::AdminRefused => "admin_refused",
+            Event::ClientRegistered => "client_registered",
+            Event::ClientSecretRotated => "client_secret_rotated",
+            Event::ClientRemoved => "client_removed",
+            Event::ClientAuthenticationFailed => "client_authentication_failed",
             Event::SigningKeyChanged => "signing_key_changed",
             Event::SigningKeyEmergencyRetirement => "signing_key_emergency_retirement",
         }
@@ -113,6 +125,18 @@ impl Event {
             Event::AdminRefused => {
                 "WARN. A valid token without the `admin` scope at an admin route (reason: the route); outcome `refused`."
             }
+            Event::ClientRegistered => {
+                "A client registered (`client_id`); reason: `public` or `confidential`."
+            }
+            Event::ClientSecretRotated => {
+                "A confidential client got a new secret (`client_id`); reason: how long the previous one still works (`overlap <seconds>`)."
+            }
+            Event::ClientRemoved => {
+                "A client removed (`client_id`), its client-credentials tokens revoked."
+            }
+            Event::ClientAuthenticationFailed => {
+                "WARN. Client authentication failed (401 `invalid_client`); `client_id` only when such a client exists (an unknown one may be a secret pasted into the wrong field); reason `unknown_client`, `wrong_secret`, `secret_missing` or `public_with_secret`."
+            }
             Event::SigningKeyChanged => {
                 "The signing-key registry changed (a rotation step or an emergency retirement), one record per change; reason e.g. `created pending key <kid>`, `promoted <kid> to active`, `retired <kid> (was active)`."
             }
@@ -128,6 +152,7 @@ impl Event {
             self,
             Event::RefreshReuseDetected
                 | Event::AdminRefused
+                | Event::ClientAuthenticationFailed
                 | Event::SigningKeyEmergencyRetirement
         ) || (self == Event::Login && outcome != "succeeded")
     }

@@ -55,6 +55,8 @@ pub struct Config {
     pub algorithm: SigningAlgorithm,
     pub cors_origins: Vec<String>,
     pub refresh_cookie: bool,
+    /// Requests naming no client are accepted (see `TOKENLIFE_ANONYMOUS_CLIENT`).
+    pub anonymous_client: bool,
     pub jwks_max_age_secs: u64,
     /// The longest a promotion or an emergency retirement takes to reach every process.
     pub key_cache_ttl_secs: u64,
@@ -209,6 +211,14 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "TOKENLIFE_CLIENTS_TABLE",
+        default: None,
+        doc: "DynamoDB table of registered clients (`aws`), if not `<TOKENLIFE_STACK>-clients`.",
+        kind: Kind::Table {
+            set: |c, name| c.tables.clients = name,
+        },
+    },
+    Setting {
         name: "TOKENLIFE_ISSUER",
         default: None,
         doc: "`iss` of the tokens and base of the metadata URLs, an http(s) URL. Unset: `serve` uses its own base URL; a Lambda function refuses to start.",
@@ -347,6 +357,14 @@ pub const SETTINGS: &[Setting] = &[
                 c.cors_origins = parse_origins(text)?;
                 Ok(())
             },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_ANONYMOUS_CLIENT",
+        default: Some("true"),
+        doc: "Whether `/login`, `/token` (password and refresh grants), `/refresh` and `/revoke` accept requests that name no `client_id`: an unregistered public client, whose sessions are bound to no client. `false`: every such request names a registered client.",
+        kind: Kind::Flag {
+            set: |c, on| c.anonymous_client = on,
         },
     },
     Setting {
@@ -584,6 +602,7 @@ impl Config {
                 sessions: String::new(),
                 revocations: String::new(),
                 keys: String::new(),
+                clients: String::new(),
             },
             issuer: None,
             audience: String::new(),
@@ -599,6 +618,7 @@ impl Config {
             algorithm: SigningAlgorithm::Es256,
             cors_origins: Vec::new(),
             refresh_cookie: false,
+            anonymous_client: true,
             jwks_max_age_secs: 0,
             key_cache_ttl_secs: 0,
             key_publish_delay: None,

@@ -22,6 +22,12 @@ pub enum Error {
     InvalidScope(String),
     #[error("unsupported grant_type {0:?}")]
     UnsupportedGrantType(String),
+    /// Client authentication failed (RFC 6749 5.2: 401 with `WWW-Authenticate: Basic`).
+    #[error("{0}")]
+    InvalidClient(String),
+    /// An authenticated client asked for a grant it may not use (RFC 6749 5.2).
+    #[error("{0}")]
+    UnauthorizedClient(String),
     /// A bearer token that does not verify (RFC 6750: 401 with WWW-Authenticate).
     #[error("{0}")]
     InvalidToken(TokenError),
@@ -68,6 +74,8 @@ impl Error {
             Error::InvalidGrant(_) => "invalid_grant",
             Error::InvalidScope(_) => "invalid_scope",
             Error::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Error::InvalidClient(_) => "invalid_client",
+            Error::UnauthorizedClient(_) => "unauthorized_client",
             Error::InvalidToken(_) => "invalid_token",
             Error::InsufficientScope(_) => "insufficient_scope",
             Error::Forbidden(_) => "access_denied",
@@ -87,8 +95,9 @@ impl Error {
             Error::InvalidRequest(_)
             | Error::InvalidGrant(_)
             | Error::InvalidScope(_)
-            | Error::UnsupportedGrantType(_) => 400,
-            Error::InvalidToken(_) => 401,
+            | Error::UnsupportedGrantType(_)
+            | Error::UnauthorizedClient(_) => 400,
+            Error::InvalidToken(_) | Error::InvalidClient(_) => 401,
             Error::InsufficientScope(_) | Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,

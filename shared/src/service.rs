@@ -24,22 +24,22 @@ use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id};
 use crate::secrets::{b64url, constant_time_eq, random_bytes};
 use crate::store::{
-    CreateOutcome, Device, ReplaceOutcome, Revocation, RevocationKey, Rotation, Session,
-    SessionOwner, SessionStore, UserStore,
+    Client, ClientStore, CreateOutcome, Device, ReplaceOutcome, Revocation, RevocationKey,
+    Rotation, Session, SessionOwner, SessionStore, UserStore,
 };
 use crate::token::{AccessClaims, AccessTokenVerifier, TokenError, header_kid, sign_access_token};
 
 /// The scope that allows the admin routes.
 pub const ADMIN_SCOPE: &str = "admin";
 const MAX_USERNAME_CHARS: usize = 128;
-const MAX_CLIENT_ID_CHARS: usize = 128;
 /// How many times a refresh re-reads the session after losing a race.
 const MAX_REFRESH_ATTEMPTS: usize = 6;
 
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
-    pub client_id: Option<String>,
+    /// The authenticated client (the HTTP layer authenticates it); `None`: anonymous.
+    pub client: Option<Client>,
     /// Space-separated subset of the user's scopes; all of them when absent.
     pub scope: Option<String>,
     /// Where the request came from, recorded on the session.
@@ -52,7 +52,7 @@ impl LoginRequest {
         Self {
             username: username.into(),
             password: password.into(),
-            client_id: None,
+            client: None,
             scope: None,
             device: Device::default(),
         }
@@ -61,7 +61,8 @@ impl LoginRequest {
 
 pub struct RefreshRequest {
     pub refresh_token: String,
-    pub client_id: Option<String>,
+    /// The authenticated client; `None`: anonymous.
+    pub client: Option<Client>,
     /// Space-separated subset of the session's scope.
     pub scope: Option<String>,
     /// Where the request came from, recorded on the session.
@@ -73,7 +74,7 @@ impl RefreshRequest {
     pub fn new(refresh_token: impl Into<String>) -> Self {
         Self {
             refresh_token: refresh_token.into(),
-            client_id: None,
+            client: None,
             scope: None,
             device: Device::default(),
         }
@@ -103,6 +104,7 @@ pub enum Revoked {
 /// What the service runs on; built once at start (see [`crate::app`]).
 pub struct Dependencies {
     pub users: Arc<dyn UserStore>,
+    pub clients: Arc<dyn ClientStore>,
     pub sessions: Arc<dyn SessionStore>,
     /// The cached key ring every operation signs and verifies with.
     pub keys: Arc<KeyCache>,
@@ -183,7 +185,10 @@ impl TokenService {
     pub async fn login(&self, request: LoginRequest) -> Result<TokenGrant, Error> {
         check_username(&request.username)?;
         check_password(&request.password)?;
-        let client_id = check_client_id(request.client_id)?;
+        if let Some(client) = &request.client {
+            clients::check_grant(client, clients::GRANT_PASSWORD)?;
+        }
+        let client_id = request.client.as_ref().map(|c| c.id.clone());
         // Login limiting, before any password work: the counters come with the user record.
         let limits = login_limits::Limits::of(&self.config, self.deps.clock.now_secs());
         let keys = limits.keys(&request.username, request.device.source_ip.as_deref());
@@ -232,7 +237,12 @@ impl TokenService {
                 return Err(Error::invalid_grant("invalid username or password"));
             }
         };
-        let scope = narrow_scope(&user.scopes.join(" "), request.scope.as_deref())?;
+        let scope = match &request.client {
+            Some(client) => {
+                clients::client_scope(client, &user.scopes.join(" "), request.scope.as_deref())?
+            }
+            None => narrow_scope(&user.scopes.join(" "), request.scope.as_deref())?,
+        };
 
         let now_ms = self.deps.clock.now_ms();
         let session_id = new_session_id(now_ms);
@@ -306,7 +316,10 @@ impl TokenService {
     ) -> Result<TokenGrant, Error> {
         let presented = RefreshToken::parse(&request.refresh_token)
             .ok_or_else(|| Error::invalid_grant("malformed refresh token"))?;
-        let client_id = check_client_id(request.client_id)?;
+        if let Some(client) = &request.client {
+            clients::check_grant(client, clients::GRANT_REFRESH_TOKEN)?;
+        }
+        let client_id = request.client.as_ref().map(|c| c.id.clone());
         let unusable = || Error::invalid_grant("refresh token is invalid, expired or revoked");
 
         for attempt in 0..MAX_REFRESH_ATTEMPTS {
@@ -435,22 +448,45 @@ impl TokenService {
         ))
     }
 
-    /// RFC 7009 revocation of a refresh or access token. Unknown tokens are not an error.
+    /// RFC 7009 revocation of a refresh or access token, by whoever holds it. Unknown
+    /// tokens are not an error.
     pub async fn revoke(
         &self,
         token: &str,
-        _token_type_hint: Option<&str>,
+        token_type_hint: Option<&str>,
     ) -> Result<Revoked, Error> {
-        self.revoke_as(token, audit::REVOKED).await
+        self.revoke_for(token, token_type_hint, None).await
+    }
+
+    /// [`Self::revoke`] at the request of `client` when one authenticated: a token issued
+    /// to another client is refused (RFC 7009 section 2.1), and nothing is revoked.
+    pub async fn revoke_for(
+        &self,
+        token: &str,
+        _token_type_hint: Option<&str>,
+        client: Option<&Client>,
+    ) -> Result<Revoked, Error> {
+        self.revoke_as(token, audit::REVOKED, client).await
     }
 
     /// Logout with a refresh token: [`Self::revoke`], recorded as a logout.
     pub async fn logout_refresh_token(&self, token: &str) -> Result<Revoked, Error> {
-        self.revoke_as(token, audit::LOGOUT).await
+        self.revoke_as(token, audit::LOGOUT, None).await
     }
 
     /// Revocation; `reason` names why in the audit trail.
-    async fn revoke_as(&self, token: &str, reason: &'static str) -> Result<Revoked, Error> {
+    async fn revoke_as(
+        &self,
+        token: &str,
+        reason: &'static str,
+        client: Option<&Client>,
+    ) -> Result<Revoked, Error> {
+        let not_yours = |issued_to: Option<&str>| match client {
+            Some(client) if issued_to != Some(client.id.as_str()) => Err(
+                Error::UnauthorizedClient("the token was issued to another client".into()),
+            ),
+            _ => Ok(()),
+        };
         // The hint only saves a lookup; the token's shape tells the type exactly.
         if let Some(refresh) = RefreshToken::parse(token) {
             let Some(session) = self
@@ -464,6 +500,7 @@ impl TokenService {
             if !refresh.is_genuine(&session.reuse_key) || session.ended {
                 return Ok(Revoked::Nothing);
             }
+            not_yours(session.client_id.as_deref())?;
             self.end_session(&session).await?;
             session_ended(&session, reason);
             return Ok(Revoked::Session);
@@ -483,6 +520,7 @@ impl TokenService {
         if until <= self.deps.clock.now_secs() {
             return Ok(Revoked::Nothing); // already useless
         }
+        not_yours(claims.client_id.as_deref())?;
         self.deps
             .sessions
             .put_revocation(&Revocation {
@@ -628,19 +666,56 @@ impl TokenService {
     }
 
     async fn issue_access_token(&self, session: &Session, scope: &str) -> Result<String, Error> {
+        self.sign_token(
+            session.user_id.clone(),
+            session.client_id.clone(),
+            session.id.clone(),
+            session.user_version,
+            scope,
+        )
+        .await
+    }
+
+    /// A client-credentials token: `sub` and `client_id` the client, a `sid` of its own
+    /// (no session: ending "its session" revokes just that token), `uv` the client's
+    /// registration time (see [`Client::created_ms`]).
+    async fn issue_client_token(
+        &self,
+        client_id: &str,
+        registered_ms: u64,
+        scope: &str,
+    ) -> Result<String, Error> {
+        self.sign_token(
+            client_id.to_owned(),
+            Some(client_id.to_owned()),
+            format!("cc.{}", b64url(&random_bytes::<16>())),
+            registered_ms,
+            scope,
+        )
+        .await
+    }
+
+    async fn sign_token(
+        &self,
+        sub: String,
+        client_id: Option<String>,
+        sid: String,
+        uv: u64,
+        scope: &str,
+    ) -> Result<String, Error> {
         let now = self.deps.clock.now_secs();
         let claims = AccessClaims {
             iss: self.issuer.clone(),
-            sub: session.user_id.clone(),
+            sub,
             aud: self.config.audience.clone(),
             exp: now + self.config.access_ttl_secs,
             iat: now,
             nbf: now,
             jti: b64url(&random_bytes::<16>()),
-            client_id: session.client_id.clone(),
+            client_id,
             scope: scope.to_owned(),
-            sid: session.id.clone(),
-            uv: session.user_version,
+            sid,
+            uv,
         };
         let ring = self.deps.keys.ring().await?;
         if let Some(since) = ring.active_since() {
@@ -751,21 +826,6 @@ fn check_password(password: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_client_id(client_id: Option<String>) -> Result<Option<String>, Error> {
-    match client_id {
-        Some(id) if id.is_empty() => Ok(None),
-        Some(id)
-            if id.chars().count() > MAX_CLIENT_ID_CHARS
-                || !id.chars().all(|c| c.is_ascii_graphic()) =>
-        {
-            Err(Error::invalid_request(format!(
-                "client_id must be 1 to {MAX_CLIENT_ID_CHARS} printable ASCII characters"
-            )))
-        }
-        other => Ok(other),
-    }
-}
-
 /// The requested scopes if they are all within `granted`; all of `granted` if none asked.
 fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error> {
     let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
@@ -786,6 +846,7 @@ fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error>
     Ok(wanted.join(" "))
 }
 
+pub mod clients;
 pub mod login_limits;
 mod sessions;
 #[cfg(test)]

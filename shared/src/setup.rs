@@ -37,11 +37,12 @@ pub async fn ensure_tables(
     tables: &TableNames,
 ) -> Result<Vec<String>, SetupError> {
     let mut report = Vec::new();
-    let specs: [(&str, &str, bool, bool); 4] = [
+    let specs: [(&str, &str, bool, bool); 5] = [
         (&tables.users, "username", false, false),
         (&tables.sessions, "id", true, true),
         (&tables.revocations, "key", true, false),
         (&tables.keys, "id", false, false),
+        (&tables.clients, "client_id", false, false),
     ];
     for (table, key, ttl, by_user_index) in specs {
         let exists = match client.describe_table().table_name(table).send().await {
@@ -278,6 +279,7 @@ pub async fn check(config: &Config, clients: &AwsClients) -> Vec<Finding> {
         (&tables.sessions, true, true),
         (&tables.revocations, true, false),
         (&tables.keys, false, false),
+        (&tables.clients, false, false),
     ];
     let mut tables_ok = true;
     for (table, ttl, by_user_index) in specs {

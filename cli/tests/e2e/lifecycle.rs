@@ -145,8 +145,12 @@ fn the_whole_lifecycle_over_http(backend: Backend) {
         .expect(200);
     secrets.push(grant.text("refresh_token"));
     server
-        .post_form("/token", "grant_type=client_credentials")
+        .post_form("/token", "grant_type=authorization_code&code=x")
         .expect_error(400, "unsupported_grant_type");
+    // Client credentials need a client that authenticates (tests in clients.rs).
+    server
+        .post_form("/token", "grant_type=client_credentials")
+        .expect_error(401, "invalid_client");
 
     // Metadata and JWKS.
     let metadata = server

@@ -4,6 +4,7 @@
 //! (Node `jose`) checking our tokens against our JWKS. The server's own output is checked
 //! for leaked secrets.
 
+mod clients;
 mod lifecycle;
 mod metrics;
 mod rotation;

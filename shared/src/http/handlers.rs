@@ -11,40 +11,56 @@ use super::routes::{Call, JWKS, REVOKE, TOKEN, USERINFO};
 use crate::audit;
 use crate::error::Error;
 use crate::keys::{KeyRecord, RotationReport};
+use crate::service::clients::{DEFAULT_SECRET_OVERLAP_SECS, GRANTS, NewClient};
 use crate::service::{
     ADMIN_SCOPE, LoginRequest, RefreshRequest, Revoked, TokenGrant, TokenService, UserChange,
 };
+use crate::store::Client;
 use crate::token::AccessClaims;
 
 type Answer = Result<Response<Body>, Error>;
 
 /// `POST /login`: a password login; sets the refresh cookie.
-pub async fn login(call: Call<'_>) -> Answer {
+pub async fn login(call: Call<'_>, client: Option<Client>) -> Answer {
     let page = Page::of_cookie_setting(&call)?;
     let params = params(call.request)?;
     let grant = call
         .service
-        .login(login_request(&params, call.request)?)
+        .login(login_request(&params, call.request, client)?)
         .await?;
     Ok(grant_response(&call, grant, true, page))
 }
 
-/// `POST /token`: the RFC 6749 token endpoint (password and refresh_token grants). Its
-/// callers are servers, CLIs and mobile apps, which get the refresh token in the body; a
-/// browser page gets it as the refresh cookie instead, like from `/login`.
-pub async fn token(call: Call<'_>) -> Answer {
+/// `POST /token`: the RFC 6749 token endpoint (password, refresh_token and
+/// client_credentials grants). Its callers are servers, CLIs and mobile apps, which get
+/// the refresh token in the body; a browser page gets it as the refresh cookie instead,
+/// like from `/login`.
+pub async fn token(call: Call<'_>, client: Option<Client>) -> Answer {
     let page = Page::of_cookie_setting(&call)?;
     let params = params(call.request)?;
     let grant = match params.required("grant_type")?.as_str() {
         "password" => {
             call.service
-                .login(login_request(&params, call.request)?)
+                .login(login_request(&params, call.request, client)?)
                 .await?
         }
         "refresh_token" => {
             call.service
-                .refresh(refresh_request(&params, call.request, None)?)
+                .refresh(refresh_request(&params, call.request, None, client)?)
                 .await?
+        }
+        "client_credentials" => {
+            let Some(client) = client else {
+                return Err(Error::InvalidClient(
+                    "the client credentials grant needs client authentication".into(),
+                ));
+            };
+            let scope = params.optional("scope");
+            let grant = call
+                .service
+                .client_credentials(&client, scope.as_deref())
+                .await?;
+            return Ok(no_store(json(200, &grant)));
         }
         other => {
             return Err(Error::UnsupportedGrantType(
@@ -57,7 +73,7 @@ pub async fn token(call: Call<'_>) -> Answer {
 
 /// `POST /refresh`: the token from the body, or else from the cookie — the latter only from
 /// a trusted page (CSRF guard on top of SameSite=Strict).
-pub async fn refresh(call: Call<'_>) -> Answer {
+pub async fn refresh(call: Call<'_>, client: Option<Client>) -> Answer {
     let page = Page::of_cookie_setting(&call)?;
     let params = params(call.request)?;
     let from_cookie = if params.optional("refresh_token").is_some() {
@@ -67,7 +83,7 @@ pub async fn refresh(call: Call<'_>) -> Answer {
             Error::invalid_request("missing refresh_token (in the body, or the refresh cookie)")
         })?)
     };
-    let request = refresh_request(&params, call.request, from_cookie)?;
+    let request = refresh_request(&params, call.request, from_cookie, client)?;
     let grant = call.service.refresh(request).await?;
     Ok(grant_response(&call, grant, true, page))
 }
@@ -75,12 +91,15 @@ pub async fn refresh(call: Call<'_>) -> Answer {
 /// `POST /revoke` (RFC 7009): always 200. A revoked session also clears the cookie — for a
 /// trusted page only, so that no other site can wipe a user's cookie by revoking a session
 /// of its own (a forced logout).
-pub async fn revoke(call: Call<'_>) -> Answer {
+pub async fn revoke(call: Call<'_>, client: Option<Client>) -> Answer {
     let page = Page::of(&call);
     let params = params(call.request)?;
     let token = params.required("token")?;
     let hint = params.optional("token_type_hint");
-    let revoked = call.service.revoke(&token, hint.as_deref()).await?;
+    let revoked = call
+        .service
+        .revoke_for(&token, hint.as_deref(), client.as_ref())
+        .await?;
     let mut response = no_store(json(200, &serde_json::json!({})));
     if revoked == Revoked::Session && call.service.config().refresh_cookie && page == Page::Trusted
     {
@@ -422,10 +441,10 @@ pub async fn metadata(call: Call<'_>) -> Answer {
             "revocation_endpoint": REVOKE.url(issuer),
             "jwks_uri": JWKS.url(issuer),
             "userinfo_endpoint": USERINFO.url(issuer),
-            "grant_types_supported": ["password", "refresh_token"],
+            "grant_types_supported": GRANTS,
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "revocation_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         }),
     ))
 }
@@ -443,6 +462,90 @@ pub async fn userinfo(_call: Call<'_>, claims: AccessClaims) -> Answer {
         body["client_id"] = client_id.into();
     }
     Ok(no_store(json(200, &body)))
+}
+
+/// How clients authenticate at the token and revocation endpoints (RFC 8414): a Basic
+/// header, the secret in the body, or (public clients) none.
+const CLIENT_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
+/// `GET /admin/clients`: one page of registered clients (`?cursor=&limit=`).
+pub async fn admin_list_clients(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let (cursor, limit) = page_query(&call)?;
+    let page = call.service.list_clients(cursor.as_deref(), limit).await?;
+    Ok(no_store(json(200, &page)))
+}
+
+/// The body of `POST /admin/clients`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientRegistration {
+    name: String,
+    /// Chosen by hand; generated when absent.
+    client_id: Option<String>,
+    #[serde(default)]
+    confidential: bool,
+    #[serde(default)]
+    grant_types: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    may_introspect: bool,
+}
+
+/// `POST /admin/clients`: 201 with the client, and a confidential client's secret — the
+/// only time it is shown.
+pub async fn admin_register_client(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let body: ClientRegistration = json_body(call.request)?;
+    let registered = call
+        .service
+        .register_client(NewClient {
+            id: body.client_id,
+            name: body.name,
+            confidential: body.confidential,
+            grant_types: body.grant_types,
+            scopes: body.scopes,
+            may_introspect: body.may_introspect,
+            secret: None,
+        })
+        .await?;
+    Ok(no_store(json(201, &registered)))
+}
+
+/// `GET /admin/clients/{client_id}`.
+pub async fn admin_show_client(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let client = call.service.client(&call.param(0)).await?;
+    Ok(no_store(json(200, &client)))
+}
+
+/// `DELETE /admin/clients/{client_id}`: removes it and revokes its client-credentials
+/// tokens.
+pub async fn admin_remove_client(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let id = call.param(0);
+    call.service.remove_client(&id).await?;
+    Ok(no_store(json(200, &serde_json::json!({ "removed": id }))))
+}
+
+/// The body of `POST /admin/clients/{client_id}/rotate-secret` (optional).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretRotation {
+    /// How long the current secret keeps working; default a day.
+    overlap_secs: Option<u64>,
+}
+
+/// `POST /admin/clients/{client_id}/rotate-secret`: a new secret, shown once.
+pub async fn admin_rotate_client_secret(call: Call<'_>, _caller: AccessClaims) -> Answer {
+    let body: SecretRotation = if super::request::body_bytes(call.request)?.is_empty() {
+        SecretRotation::default()
+    } else {
+        json_body(call.request)?
+    };
+    let overlap = body.overlap_secs.unwrap_or(DEFAULT_SECRET_OVERLAP_SECS);
+    let rotated = call
+        .service
+        .rotate_client_secret(&call.param(0), overlap)
+        .await?;
+    Ok(no_store(json(200, &rotated)))
 }
 
 /// Signing keys as the admin routes show them (public facts only: kid, state, algorithm,
@@ -470,11 +573,15 @@ pub fn rotation_report(report: &RotationReport) -> serde_json::Value {
     })
 }
 
-fn login_request(params: &Params, request: &lambda_http::Request) -> Result<LoginRequest, Error> {
+fn login_request(
+    params: &Params,
+    request: &lambda_http::Request,
+    client: Option<Client>,
+) -> Result<LoginRequest, Error> {
     Ok(LoginRequest {
         username: params.required("username")?,
         password: params.required("password")?,
-        client_id: params.optional("client_id"),
+        client,
         scope: params.optional("scope"),
         device: device(request),
     })
@@ -484,6 +591,7 @@ fn refresh_request(
     params: &Params,
     request: &lambda_http::Request,
     from_cookie: Option<String>,
+    client: Option<Client>,
 ) -> Result<RefreshRequest, Error> {
     let refresh_token = match from_cookie {
         Some(token) => token,
@@ -491,7 +599,7 @@ fn refresh_request(
     };
     Ok(RefreshRequest {
         refresh_token,
-        client_id: params.optional("client_id"),
+        client,
         scope: params.optional("scope"),
         device: device(request),
     })

@@ -1,6 +1,7 @@
 //! HTTP: request handling shared by every Lambda function and `tokenlife serve`. The
 //! [`routes`] table says what is served where; [`handle`] routes a request, checks its
-//! caller (one place for every route that needs a token or the admin scope), applies CORS,
+//! caller (one place for every route that needs a token, the admin scope or client
+//! authentication), applies CORS,
 //! runs the route's handler ([`handlers`]: parse -> service -> respond), and turns every
 //! [`Error`] into a JSON error in one place ([`response::error`]), logging a failure's
 //! private detail once. No input makes it panic or answer 5xx (only a dependency that is
@@ -17,6 +18,7 @@ use lambda_http::{Body, Request, Response};
 use crate::audit;
 use crate::error::Error;
 use crate::service::{ADMIN_SCOPE, TokenService};
+use crate::store::Client;
 use crate::token::AccessClaims;
 pub use request::origin_of;
 use request::{bearer_token, device, request_id, split_base_path};
@@ -111,6 +113,10 @@ async fn answer(
 async fn run(route: &Route, call: Call<'_>) -> Result<Response<Body>, Error> {
     match route.handler {
         Handler::Public(handler) => handler(call).await,
+        Handler::Client(handler) => {
+            let client = client_caller(&call).await?;
+            handler(call, client).await
+        }
         Handler::Bearer(handler) => {
             let caller = bearer_caller(&call).await?;
             handler(call, caller).await
@@ -128,6 +134,46 @@ async fn run(route: &Route, call: Call<'_>) -> Result<Response<Body>, Error> {
             handler(call, caller).await
         }
     }
+}
+
+/// The client a client-authenticated route's request names, authenticated (see
+/// [`Handler::Client`]); `None` when it names none and that is allowed.
+async fn client_caller(call: &Call<'_>) -> Result<Option<Client>, Error> {
+    let params = request::params(call.request)?;
+    let posted_id = params.optional("client_id").filter(|id| !id.is_empty());
+    let posted_secret = params.optional("client_secret");
+    let (id, secret) = match (
+        request::basic_credentials(call.request)?,
+        posted_id,
+        posted_secret,
+    ) {
+        (Some(_), _, Some(_)) => {
+            return Err(Error::invalid_request(
+                "use one client authentication method: Basic or client_secret in the body",
+            ));
+        }
+        (Some((id, _)), Some(posted), None) if posted != id => {
+            return Err(Error::invalid_request(
+                "client_id differs from the client of the Basic credentials",
+            ));
+        }
+        (Some((id, secret)), _, None) => (id, Some(secret)),
+        (None, Some(id), secret) => (id, secret),
+        (None, None, Some(_)) => {
+            return Err(Error::invalid_request("client_secret without client_id"));
+        }
+        (None, None, None) if call.service.config().anonymous_client => return Ok(None),
+        (None, None, None) => {
+            return Err(Error::InvalidClient(
+                "this request must name its client (client_id)".into(),
+            ));
+        }
+    };
+    let client = call
+        .service
+        .authenticate_client(&id, secret.as_deref())
+        .await?;
+    Ok(Some(client))
 }
 
 /// The verified caller of a bearer route, named as the request's actor.

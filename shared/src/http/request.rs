@@ -223,6 +223,40 @@ pub fn parse_bearer(value: &str) -> Result<&str, TokenError> {
     Ok(token)
 }
 
+/// The client credentials of an `Authorization: Basic` header (RFC 6749 section 2.3.1:
+/// `client_id:client_secret`, each form-urlencoded, then base64): `None` without such a
+/// header (a bearer token, say); `invalid_client` when it is one but unreadable.
+pub fn basic_credentials(request: &Request) -> Result<Option<(String, String)>, Error> {
+    let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let unreadable = || Error::InvalidClient("the Basic credentials are malformed".into());
+    let value = value.to_str().map_err(|_| unreadable())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    use base64::Engine;
+    let encoded = encoded.trim();
+    if encoded.len() > 2048 {
+        return Err(unreadable());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| unreadable())?;
+    let text = String::from_utf8(decoded).map_err(|_| unreadable())?;
+    let (id, secret) = text.split_once(':').ok_or_else(unreadable)?;
+    let decode = |part: &str| -> String {
+        form_urlencoded::parse(format!("x={}", part.replace('&', "%26")).as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((decode(id), decode(secret))))
+}
+
 /// The origin (`scheme://host[:port]`, lower-cased) of an http(s) URL, or `None`.
 pub fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;

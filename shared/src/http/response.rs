@@ -52,6 +52,12 @@ pub fn error(error: &Error) -> Response<Body> {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
         }
+        Error::InvalidClient(_) => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tokenlife\", charset=\"UTF-8\""),
+            );
+        }
         Error::MethodNotAllowed { allow } => {
             if let Ok(value) = HeaderValue::from_str(allow) {
                 headers.insert(header::ALLOW, value);

@@ -12,6 +12,7 @@ use lambda_http::{Body, Request, Response};
 use super::handlers;
 use crate::error::Error;
 use crate::service::TokenService;
+use crate::store::Client;
 use crate::token::AccessClaims;
 
 /// What a handler gets: the service, the request, and what routing found out.
@@ -39,6 +40,11 @@ pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> 
 pub enum Handler {
     /// Anyone.
     Public(for<'a> fn(Call<'a>) -> Reply<'a>),
+    /// OAuth client authentication (RFC 6749 section 2.3) of whatever client the request
+    /// names — by `Authorization: Basic`, `client_id` + `client_secret` in the body, or a
+    /// public client's `client_id` alone; the handler gets the client, or `None` for a
+    /// request naming none (refused unless `TOKENLIFE_ANONYMOUS_CLIENT`).
+    Client(for<'a> fn(Call<'a>, Option<Client>) -> Reply<'a>),
     /// A valid, unrevoked access token (`Authorization: Bearer`); the handler gets its claims.
     Bearer(for<'a> fn(Call<'a>, AccessClaims) -> Reply<'a>),
     /// A valid access token with the admin scope ([`crate::service::ADMIN_SCOPE`]).
@@ -104,25 +110,25 @@ pub const LOGIN: Route = Route {
     method: Method::POST,
     path: "/login",
     function: Function::Login,
-    handler: Handler::Public(|call| Box::pin(handlers::login(call))),
+    handler: Handler::Client(|call, client| Box::pin(handlers::login(call, client))),
 };
 pub const TOKEN: Route = Route {
     method: Method::POST,
     path: "/token",
     function: Function::Login,
-    handler: Handler::Public(|call| Box::pin(handlers::token(call))),
+    handler: Handler::Client(|call, client| Box::pin(handlers::token(call, client))),
 };
 pub const REFRESH: Route = Route {
     method: Method::POST,
     path: "/refresh",
     function: Function::Refresh,
-    handler: Handler::Public(|call| Box::pin(handlers::refresh(call))),
+    handler: Handler::Client(|call, client| Box::pin(handlers::refresh(call, client))),
 };
 pub const REVOKE: Route = Route {
     method: Method::POST,
     path: "/revoke",
     function: Function::Revoke,
-    handler: Handler::Public(|call| Box::pin(handlers::revoke(call))),
+    handler: Handler::Client(|call, client| Box::pin(handlers::revoke(call, client))),
 };
 pub const LOGOUT: Route = Route {
     method: Method::POST,
@@ -208,6 +214,38 @@ pub const ADMIN_SET_PASSWORD: Route = Route {
     function: Function::Users,
     handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_set_password(call, caller))),
 };
+pub const ADMIN_LIST_CLIENTS: Route = Route {
+    method: Method::GET,
+    path: "/admin/clients",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_list_clients(call, caller))),
+};
+pub const ADMIN_REGISTER_CLIENT: Route = Route {
+    method: Method::POST,
+    path: "/admin/clients",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_register_client(call, caller))),
+};
+pub const ADMIN_SHOW_CLIENT: Route = Route {
+    method: Method::GET,
+    path: "/admin/clients/{client_id}",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_show_client(call, caller))),
+};
+pub const ADMIN_REMOVE_CLIENT: Route = Route {
+    method: Method::DELETE,
+    path: "/admin/clients/{client_id}",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| Box::pin(handlers::admin_remove_client(call, caller))),
+};
+pub const ADMIN_ROTATE_CLIENT_SECRET: Route = Route {
+    method: Method::POST,
+    path: "/admin/clients/{client_id}/rotate-secret",
+    function: Function::Users,
+    handler: Handler::Admin(|call, caller| {
+        Box::pin(handlers::admin_rotate_client_secret(call, caller))
+    }),
+};
 pub const ADMIN_LIST_KEYS: Route = Route {
     method: Method::GET,
     path: "/admin/keys",
@@ -264,6 +302,11 @@ pub const ROUTES: &[Route] = &[
     ADMIN_SET_PASSWORD,
     ADMIN_LIST_USER_SESSIONS,
     ADMIN_END_USER_SESSION,
+    ADMIN_LIST_CLIENTS,
+    ADMIN_REGISTER_CLIENT,
+    ADMIN_SHOW_CLIENT,
+    ADMIN_REMOVE_CLIENT,
+    ADMIN_ROTATE_CLIENT_SECRET,
     ADMIN_LIST_KEYS,
     ADMIN_ROTATE_KEYS,
     ADMIN_RETIRE_KEY,

@@ -2,7 +2,7 @@
 //! clock: rotation, grace window, reuse detection, revocation and user-wide revocation.
 
 use super::*;
-use crate::testkit::{Embedded, START_MS, Users, password_of};
+use crate::testkit::{Embedded, START_MS, Users, password_of, public_client};
 
 fn assert_invalid_grant<T>(result: Result<T, Error>) {
     match result {
@@ -61,7 +61,7 @@ async fn scopes_can_be_narrowed_not_widened() {
     let request = |scope: &str| LoginRequest {
         username: "bob".into(),
         password: password_of("bob"),
-        client_id: Some("cli".into()),
+        client: Some(public_client("cli")),
         scope: Some(scope.into()),
         device: Device::default(),
     };
@@ -370,7 +370,7 @@ async fn reuse_is_detected_whatever_else_the_request_says() {
         .service
         .refresh(RefreshRequest {
             refresh_token: first.refresh_token.clone(),
-            client_id: Some("other-client".into()),
+            client: Some(public_client("other-client")),
             scope: Some("admin".into()),
             device: Device::default(),
         })
@@ -386,13 +386,13 @@ async fn a_session_bound_to_a_client_refreshes_only_for_that_client() {
     let grant = f
         .service
         .login(LoginRequest {
-            client_id: Some("app".into()),
+            client: Some(public_client("app")),
             ..LoginRequest::new("alice", password_of("alice"))
         })
         .await
         .unwrap();
     let with = |client_id: Option<&str>| RefreshRequest {
-        client_id: client_id.map(String::from),
+        client: client_id.map(public_client),
         ..RefreshRequest::new(grant.refresh_token.clone())
     };
     // No client, or another one: refused, and nothing changes (not reuse, not a rotation).

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation,
-    RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner, SessionPage, SessionStore,
-    SessionSummary, StoreError, User, UserPage, UserStore,
+    Client, ClientPage, ClientStore, CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument,
+    ReplaceOutcome, Revocation, RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner,
+    SessionPage, SessionStore, SessionSummary, StoreError, User, UserPage, UserStore,
 };
 use crate::clock::Clock;
 
@@ -31,6 +31,8 @@ pub struct MemoryStore {
 struct State {
     /// By username, in order (the listing's order).
     users: BTreeMap<String, User>,
+    /// By client id, in order.
+    clients: BTreeMap<String, Client>,
     sessions: HashMap<String, Session>,
     revocations: HashMap<RevocationKey, Revocation>,
     keys: KeyRegistryDocument,
@@ -212,6 +214,77 @@ impl UserStore for MemoryStore {
             None => None,
         };
         Ok(UserPage { users, next })
+    }
+}
+
+#[async_trait]
+impl ClientStore for MemoryStore {
+    async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(self.lock().clients.get(id).cloned())
+    }
+
+    async fn create_client(&self, client: &Client) -> Result<SaveOutcome, StoreError> {
+        let mut state = self.lock_for_write();
+        if state.clients.contains_key(&client.id) {
+            return Ok(SaveOutcome::Conflict);
+        }
+        state.clients.insert(client.id.clone(), client.clone());
+        Ok(SaveOutcome::Saved)
+    }
+
+    async fn update_client(&self, client: &Client) -> Result<SaveOutcome, StoreError> {
+        let mut state = self.lock_for_write();
+        match state.clients.get(&client.id) {
+            // As on DynamoDB: the very same change again is a retry of one already made.
+            Some(stored) if stored == client => Ok(SaveOutcome::Saved),
+            Some(stored)
+                if stored.version + 1 == client.version
+                    && stored.created_ms == client.created_ms =>
+            {
+                state.clients.insert(client.id.clone(), client.clone());
+                Ok(SaveOutcome::Saved)
+            }
+            _ => Ok(SaveOutcome::Conflict),
+        }
+    }
+
+    async fn delete_client(
+        &self,
+        client: &Client,
+        ending_tokens: &Revocation,
+    ) -> Result<SaveOutcome, StoreError> {
+        let mut state = self.lock_for_write();
+        match state.clients.get(&client.id) {
+            None => return Ok(SaveOutcome::Saved),
+            Some(stored) if stored.created_ms != client.created_ms => {
+                return Ok(SaveOutcome::Saved);
+            }
+            Some(stored) if stored.version != client.version => return Ok(SaveOutcome::Conflict),
+            Some(_) => {}
+        }
+        state.clients.remove(&client.id);
+        state.put_revocation(ending_tokens);
+        Ok(SaveOutcome::Saved)
+    }
+
+    async fn list_clients(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ClientPage, StoreError> {
+        use std::ops::Bound;
+        let state = self.lock();
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        let mut rest = state
+            .clients
+            .range::<String, _>((start, Bound::Unbounded))
+            .map(|(_, client)| client.clone());
+        let clients: Vec<Client> = rest.by_ref().take(limit).collect();
+        let next = match rest.next() {
+            Some(_) => clients.last().map(|c| c.id.clone()),
+            None => None,
+        };
+        Ok(ClientPage { clients, next })
     }
 }
 

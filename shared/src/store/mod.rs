@@ -1,5 +1,5 @@
 //! Storage: the records tokenlife keeps and the traits every backend implements — users,
-//! sessions, revocations, and the signing-key registry ([`KeyRegistry`], defined with the
+//! registered clients, sessions, revocations, and the signing-key registry ([`KeyRegistry`], defined with the
 //! keys). The in-memory backend ([`memory`]) is the embedded default; a DynamoDB backend
 //! implements the same traits.
 //!
@@ -54,6 +54,47 @@ pub struct User {
 pub struct UserPage {
     pub users: Vec<User>,
     /// The username to continue after; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A registered OAuth client (RFC 6749 section 2). Confidential clients hold a secret, of
+/// which only the SHA-256 is stored; public ones identify themselves by id alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// For people.
+    pub name: String,
+    /// SHA-256 (base64url) of its secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    /// The secret it had before its last rotation (hash) and until when it still works
+    /// (seconds): two secrets work for a while, so a rotation needs no downtime.
+    pub previous_secret: Option<(String, u64)>,
+    /// The grants it may use (`password`, `refresh_token`, `client_credentials`).
+    pub grant_types: Vec<String>,
+    /// The scopes its tokens may carry; `*` for any.
+    pub scopes: Vec<String>,
+    /// Whether it may introspect tokens issued to other clients.
+    pub may_introspect: bool,
+    /// When it was registered (ms): also the `uv` of its client-credentials tokens, so that
+    /// removing it revokes them (a user-wide revocation of its id) and a client registered
+    /// again under the same id is not covered by that.
+    pub created_ms: u64,
+    /// Bumped by every change; writes are conditioned on it.
+    pub version: u64,
+}
+
+impl Client {
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+}
+
+/// A page of clients, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPage {
+    pub clients: Vec<Client>,
+    /// The client id to continue after; `None` on the last page.
     pub next: Option<String>,
 }
 
@@ -250,6 +291,29 @@ pub trait UserStore: Send + Sync {
     ) -> Result<SaveOutcome, StoreError>;
     /// At most `limit` users after the username `after` (from the start when `None`).
     async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<UserPage, StoreError>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError>;
+    /// Registers `client` (version 1) if no client has its id; `Conflict` if one does.
+    async fn create_client(&self, client: &Client) -> Result<SaveOutcome, StoreError>;
+    /// Replaces the client if the stored one has `client.version - 1`.
+    async fn update_client(&self, client: &Client) -> Result<SaveOutcome, StoreError>;
+    /// Deletes the client if the stored one is `client` (same version), and writes
+    /// `ending_tokens` (a user-wide revocation of its id) in the same atomic step. A client
+    /// already gone is `Saved`.
+    async fn delete_client(
+        &self,
+        client: &Client,
+        ending_tokens: &Revocation,
+    ) -> Result<SaveOutcome, StoreError>;
+    /// At most `limit` clients after the id `after` (from the start when `None`).
+    async fn list_clients(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ClientPage, StoreError>;
 }
 
 #[async_trait]

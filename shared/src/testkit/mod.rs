@@ -18,7 +18,7 @@ use crate::config::{Argon2Params, Config};
 use crate::error::Error;
 use crate::keys::LocalVault;
 use crate::service::{LoginRequest, RefreshRequest, TokenGrant, TokenService};
-use crate::store::{MemoryStore, Session, SessionStore, User};
+use crate::store::{Client, MemoryStore, Session, SessionStore, User};
 
 /// The issuer of test services that have no URL of their own.
 pub const ISSUER: &str = "https://issuer.test";
@@ -82,6 +82,7 @@ impl Embedded {
         let app = App::embedded_on(config, ISSUER, clock.clone(), store.clone(), vault.clone())
             .await
             .expect("an embedded service starts");
+        register_test_clients(&app.service).await;
         Self {
             service: app.service,
             store,
@@ -154,6 +155,41 @@ pub struct On<'a>(pub &'a TokenService);
 impl Users for On<'_> {
     fn service(&self) -> &TokenService {
         self.0
+    }
+}
+
+/// The public clients every kit deployment has registered (the kit's HTTP requests name
+/// them): any scope, the password and refresh grants.
+pub const TEST_CLIENTS: [&str; 3] = ["cli", "web", "web-app"];
+
+/// A public client record `id` (any scope, password and refresh grants), as the HTTP layer
+/// hands an authenticated client to the service.
+pub fn public_client(id: &str) -> Client {
+    Client {
+        id: id.to_owned(),
+        name: id.to_owned(),
+        secret_hash: None,
+        previous_secret: None,
+        grant_types: vec!["password".into(), "refresh_token".into()],
+        scopes: vec!["*".into()],
+        may_introspect: false,
+        created_ms: START_MS,
+        version: 1,
+    }
+}
+
+/// Registers the [`TEST_CLIENTS`] on `service`.
+pub async fn register_test_clients(service: &TokenService) {
+    for id in TEST_CLIENTS {
+        service
+            .register_client(crate::service::clients::NewClient {
+                id: Some(id.to_owned()),
+                name: id.to_owned(),
+                scopes: vec!["*".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("test client registered");
     }
 }
 

@@ -24,6 +24,10 @@ pub fn aws_env() -> Vec<(String, String)> {
     ]
 }
 
+/// The confidential client every harness server registers (`--client`), with
+/// [`password_of`] it as its secret: every grant, any scope, may introspect.
+pub const TEST_SERVICE_CLIENT: &str = "svc";
+
 pub struct Server {
     /// The `tokenlife` binary it runs (and `keys_command` runs).
     binary: PathBuf,
@@ -79,6 +83,11 @@ impl Server {
             ])
             .args(["--user", &format!("alice:{}", password_of("alice"))])
             .args(["--user", &format!("root:{}:admin", password_of("root"))])
+            .args(super::TEST_CLIENTS.iter().flat_map(|id| ["--client", id]))
+            .args([
+                "--client",
+                &format!("{TEST_SERVICE_CLIENT}:{}", password_of(TEST_SERVICE_CLIENT)),
+            ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -7,6 +7,7 @@
 //! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL, `created_ms` N, `version` N (both absent on items written before they existed: 0) |
 //! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `user_version` N, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `user_agent` S?, `source_ip` S?, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
 //! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`; login-limiting counters `fail#<digest>#<window>`) | `expires_at` N (TTL), `below_version` N (for `sub#`), `count` N (for `fail#`) |
+//! | clients | `client_id` S | `name` S, `secret_hash` S? (SHA-256, base64url), `previous_secret_hash` S?, `previous_secret_until` N?, `grant_types` S, `scopes` S (space-separated), `may_introspect` BOOL, `created_ms` N, `version` N |
 //! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N} |
 //!
 
@@ -17,7 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::keys::{KeyRecord, KeyRegistryDocument, KeyState, SigningAlgorithm};
 use crate::store::{
-    Device, Revocation, RevocationKey, Rotation, Session, SessionSummary, StoreError, User,
+    Client, Device, Revocation, RevocationKey, Rotation, Session, SessionSummary, StoreError, User,
 };
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -114,6 +115,60 @@ pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
         disabled: get_bool(item, "disabled"),
         created_ms: get_n_or_zero(item, "created_ms")?,
         version: get_n_or_zero(item, "version")?,
+    })
+}
+
+pub fn client_to_item(client: &Client) -> Item {
+    let mut item = HashMap::from([
+        ("client_id".to_owned(), s(&client.id)),
+        ("name".to_owned(), s(&client.name)),
+        ("grant_types".to_owned(), s(&client.grant_types.join(" "))),
+        ("scopes".to_owned(), s(&client.scopes.join(" "))),
+        (
+            "may_introspect".to_owned(),
+            AttributeValue::Bool(client.may_introspect),
+        ),
+        ("created_ms".to_owned(), n(client.created_ms)),
+        ("version".to_owned(), n(client.version)),
+    ]);
+    if let Some(hash) = &client.secret_hash {
+        item.insert("secret_hash".to_owned(), s(hash));
+    }
+    if let Some((hash, until)) = &client.previous_secret {
+        item.insert("previous_secret_hash".to_owned(), s(hash));
+        item.insert("previous_secret_until".to_owned(), n(*until));
+    }
+    item
+}
+
+pub fn client_from_item(item: &Item) -> Result<Client, StoreError> {
+    let words = |name: &str| -> Result<Vec<String>, StoreError> {
+        Ok(get_s(item, name)?
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect())
+    };
+    let previous_secret = match item.get("previous_secret_hash") {
+        Some(_) => Some((
+            get_s(item, "previous_secret_hash")?,
+            get_n(item, "previous_secret_until")?,
+        )),
+        None => None,
+    };
+    Ok(Client {
+        id: get_s(item, "client_id")?,
+        name: get_s(item, "name")?,
+        secret_hash: match item.get("secret_hash") {
+            Some(_) => Some(get_s(item, "secret_hash")?),
+            None => None,
+        },
+        previous_secret,
+        grant_types: words("grant_types")?,
+        scopes: words("scopes")?,
+        may_introspect: get_bool(item, "may_introspect"),
+        created_ms: get_n(item, "created_ms")?,
+        version: get_n(item, "version")?,
     })
 }
 
@@ -323,6 +378,26 @@ mod tests {
         assert_eq!(key_registry_from_item(&item).unwrap(), registry);
         item.insert("keys".to_owned(), s("not a list"));
         assert!(key_registry_from_item(&item).is_err());
+    }
+
+    #[test]
+    fn clients_round_trip() {
+        let mut client = Client {
+            id: "c1".into(),
+            name: "billing".into(),
+            secret_hash: Some("h1".into()),
+            previous_secret: Some(("h0".into(), 99)),
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["billing:read".into(), "billing:write".into()],
+            may_introspect: true,
+            created_ms: 5,
+            version: 2,
+        };
+        assert_eq!(client_from_item(&client_to_item(&client)).unwrap(), client);
+        client.secret_hash = None;
+        client.previous_secret = None;
+        client.scopes = Vec::new();
+        assert_eq!(client_from_item(&client_to_item(&client)).unwrap(), client);
     }
 
     #[test]

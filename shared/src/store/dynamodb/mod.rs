@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::Client as DynamoDb;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -31,15 +31,16 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument, ReplaceOutcome, Revocation,
-    RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner, SessionPage, SessionStore,
-    StoreError, User, UserPage, UserStore,
+    Client, ClientPage, ClientStore, CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument,
+    ReplaceOutcome, Revocation, RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner,
+    SessionPage, SessionStore, StoreError, User, UserPage, UserStore,
 };
 use crate::clock::Clock;
 use items::{
-    Item, KEY_REGISTRY_ID, get_bool, get_n, get_s, key_registry_from_item, key_registry_to_item, n,
-    revocation_from_item, revocation_key_text, revocation_to_item, s, session_from_item,
-    session_summary_from_item, session_to_item, user_from_item, user_to_item,
+    Item, KEY_REGISTRY_ID, client_from_item, client_to_item, get_bool, get_n, get_s,
+    key_registry_from_item, key_registry_to_item, n, revocation_from_item, revocation_key_text,
+    revocation_to_item, s, session_from_item, session_summary_from_item, session_to_item,
+    user_from_item, user_to_item,
 };
 
 /// The table names.
@@ -50,17 +51,21 @@ pub struct TableNames {
     pub revocations: String,
     /// The signing-key registry (one item).
     pub keys: String,
+    /// Registered clients.
+    pub clients: String,
 }
 
 impl TableNames {
     /// The tables of deployment (stack) `stack`: `<stack>-users`, `<stack>-sessions`,
-    /// `<stack>-revocations`, `<stack>-keys` — the names template.yaml gives them.
+    /// `<stack>-revocations`, `<stack>-keys`, `<stack>-clients` — the names template.yaml
+    /// gives them.
     pub fn for_stack(stack: &str) -> Self {
         Self {
             users: format!("{stack}-users"),
             sessions: format!("{stack}-sessions"),
             revocations: format!("{stack}-revocations"),
             keys: format!("{stack}-keys"),
+            clients: format!("{stack}-clients"),
         }
     }
 }
@@ -76,13 +81,13 @@ const LIST_QUERIES_PER_PAGE: usize = 4;
 pub const SESSIONS_BY_USER_INDEX: &str = "by-user";
 
 pub struct DynamoStore {
-    client: Client,
+    client: DynamoDb,
     tables: TableNames,
     clock: Arc<dyn Clock>,
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, tables: TableNames, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(client: DynamoDb, tables: TableNames, clock: Arc<dyn Clock>) -> Self {
         Self {
             client,
             tables,
@@ -546,6 +551,170 @@ impl UserStore for DynamoStore {
             None => None,
         };
         Ok(UserPage { users, next })
+    }
+}
+
+#[async_trait]
+impl ClientStore for DynamoStore {
+    async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.clients)
+            .key("client_id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem clients", e))?;
+        output.item.as_ref().map(client_from_item).transpose()
+    }
+
+    async fn create_client(&self, client: &Client) -> Result<SaveOutcome, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.clients)
+            .set_item(Some(client_to_item(client)))
+            .condition_expression("attribute_not_exists(client_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(SaveOutcome::Saved),
+            // Taken — by this very write if its answer was lost and the SDK retried.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let stored = self.find_client(&client.id).await?;
+                Ok(if stored.as_ref() == Some(client) {
+                    SaveOutcome::Saved
+                } else {
+                    SaveOutcome::Conflict
+                })
+            }
+            Err(error) => Err(sdk_error("PutItem clients", error)),
+        }
+    }
+
+    async fn update_client(&self, client: &Client) -> Result<SaveOutcome, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.clients)
+            .set_item(Some(client_to_item(client)))
+            .condition_expression("#v = :v AND #c = :c")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#c", "created_ms")
+            .expression_attribute_values(":v", n(client.version.saturating_sub(1)))
+            .expression_attribute_values(":c", n(client.created_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(SaveOutcome::Saved),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // Our own write whose answer was lost reads back as exactly what we wrote.
+                let stored = self.find_client(&client.id).await?;
+                Ok(if stored.as_ref() == Some(client) {
+                    SaveOutcome::Saved
+                } else {
+                    SaveOutcome::Conflict
+                })
+            }
+            Err(error) => Err(sdk_error("PutItem clients", error)),
+        }
+    }
+
+    async fn delete_client(
+        &self,
+        client: &Client,
+        ending_tokens: &Revocation,
+    ) -> Result<SaveOutcome, StoreError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.tables.clients)
+                .key("client_id", s(&client.id))
+                .condition_expression("#v = :v AND #c = :c")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#c", "created_ms")
+                .expression_attribute_values(":v", n(client.version))
+                .expression_attribute_values(":c", n(client.created_ms))
+                .build(),
+        )?;
+        let mut revocation = Some(self.user_revocation_put(ending_tokens)?);
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let mut request = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(delete.clone()).build());
+            if let Some(revocation) = &revocation {
+                request = request.transact_items(revocation.clone());
+            }
+            let error = match request.send().await {
+                Ok(_) => return Ok(SaveOutcome::Saved),
+                Err(error) => error,
+            };
+            let Some(cancelled) = Cancelled::of(&error) else {
+                return Err(sdk_error("TransactWriteItems delete client", error));
+            };
+            match (cancelled.code(0), cancelled.code(1)) {
+                ("ConditionalCheckFailed", _) => {
+                    // Gone (whoever removed it wrote its revocation with it), or changed.
+                    let stored = self.find_client(&client.id).await?;
+                    return Ok(match stored {
+                        Some(stored) if stored.created_ms == client.created_ms => {
+                            SaveOutcome::Conflict
+                        }
+                        _ => SaveOutcome::Saved,
+                    });
+                }
+                // A higher revocation of this id is there: it covers ours.
+                (_, "ConditionalCheckFailed") => revocation = None,
+                _ if cancelled.conflicted() => {}
+                _ => return Err(sdk_error("TransactWriteItems delete client", error)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "removing the client kept conflicting with concurrent writes".into(),
+        ))
+    }
+
+    async fn list_clients(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ClientPage, StoreError> {
+        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let mut request = self
+            .client
+            .scan()
+            .table_name(&self.tables.clients)
+            .limit(limit)
+            .consistent_read(true);
+        if let Some(after) = after {
+            request = request.exclusive_start_key("client_id", s(after));
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| sdk_error("Scan clients", e))?;
+        let clients = output
+            .items()
+            .iter()
+            .map(client_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(key) => Some(get_s(key, "client_id")?),
+            None => None,
+        };
+        Ok(ClientPage { clients, next })
     }
 }
 

@@ -1,0 +1,311 @@
+//! Registered clients over HTTP on both backends: client authentication (Basic and
+//! client_secret_post, public clients by id), the client credentials grant, sessions bound
+//! to their client, revocation by the token's own client only, the admin client routes
+//! (register, rotate a secret with an overlap, remove), and `tokenlife clients` on aws.
+
+use serde_json::json;
+use tokenlife::both_backends;
+use tokenlife::config::Backend;
+use tokenlife::secrets::b64url_decode;
+use tokenlife::testkit::password_of;
+use tokenlife::testkit::serve::{Answer, Server, TEST_SERVICE_CLIENT};
+
+use super::serve;
+
+fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let encode = |part: &str| form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(id), encode(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+fn form_with(server: &Server, path: &str, form: &str, authorization: Option<&str>) -> Answer {
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    if let Some(value) = authorization {
+        headers.push(("authorization", value));
+    }
+    server.send("POST", path, &headers, Some(form.as_bytes()))
+}
+
+fn claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&b64url_decode(payload).unwrap()).unwrap()
+}
+
+both_backends!(clients_over_http => clients_authenticate_and_get_their_grants);
+
+fn clients_authenticate_and_get_their_grants(backend: Backend) {
+    let server = serve(backend, &[]);
+    let svc_secret = password_of(TEST_SERVICE_CLIENT);
+    let svc = basic(TEST_SERVICE_CLIENT, &svc_secret);
+    let mut secrets = vec![svc_secret.clone()];
+
+    // Client credentials, Basic: a token for the client itself, no refresh token.
+    let grant = form_with(
+        &server,
+        "/token",
+        "grant_type=client_credentials&scope=billing:read",
+        Some(&svc),
+    )
+    .expect(200);
+    assert!(
+        grant.body.get("refresh_token").is_none(),
+        "{:?}",
+        grant.body
+    );
+    assert_eq!(grant.body["scope"], "billing:read");
+    let token = grant.text("access_token");
+    secrets.push(token.clone());
+    let token_claims = claims(&token);
+    assert_eq!(token_claims["sub"], TEST_SERVICE_CLIENT);
+    assert_eq!(token_claims["client_id"], TEST_SERVICE_CLIENT);
+    let me = server.userinfo(&token).expect(200);
+    assert_eq!(me.body["sub"], TEST_SERVICE_CLIENT);
+    // client_secret_post works alike.
+    let posted = format!(
+        "grant_type=client_credentials&client_id={TEST_SERVICE_CLIENT}&client_secret={svc_secret}"
+    );
+    form_with(&server, "/token", &posted, None).expect(200);
+
+    // Failed client authentication: 401 invalid_client with a Basic challenge, whatever
+    // went wrong; two methods at once: 400.
+    for (form, authorization) in [
+        (
+            "grant_type=client_credentials",
+            Some(basic(TEST_SERVICE_CLIENT, "wrong")),
+        ),
+        ("grant_type=client_credentials", Some(basic("nobody", "x"))),
+        (
+            "grant_type=client_credentials&client_id=svc&client_secret=wrong",
+            None,
+        ),
+        ("grant_type=client_credentials&client_id=svc", None),
+        (
+            "grant_type=password&username=alice&password=x&client_id=nobody",
+            None,
+        ),
+        (
+            "grant_type=password&username=alice&password=x&client_id=cli&client_secret=x",
+            None,
+        ),
+        (
+            "grant_type=client_credentials",
+            Some("Basic !!!".to_owned()),
+        ),
+    ] {
+        let refused = form_with(&server, "/token", form, authorization.as_deref())
+            .expect_error(401, "invalid_client");
+        assert!(
+            refused
+                .header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Basic ")),
+            "{form}"
+        );
+    }
+    form_with(
+        &server,
+        "/token",
+        &format!("grant_type=client_credentials&client_secret={svc_secret}"),
+        Some(&svc),
+    )
+    .expect_error(400, "invalid_request");
+    // A public client may not use the client credentials grant.
+    form_with(
+        &server,
+        "/token",
+        "grant_type=client_credentials&client_id=cli",
+        None,
+    )
+    .expect_error(400, "unauthorized_client");
+
+    // A public client's session is bound to it.
+    let login = server
+        .post_json(
+            "/login",
+            json!({"username": "alice", "password": password_of("alice"), "client_id": "cli"}),
+            &[],
+        )
+        .expect(200);
+    let refresh = login.text("refresh_token");
+    secrets.push(refresh.clone());
+    assert_eq!(claims(&login.text("access_token"))["client_id"], "cli");
+    let other = format!("grant_type=refresh_token&refresh_token={refresh}&client_id=web");
+    form_with(&server, "/token", &other, None).expect_error(400, "invalid_grant");
+    // Another client may not revoke it (RFC 7009 2.1); nothing is revoked.
+    form_with(&server, "/revoke", &format!("token={refresh}"), Some(&svc))
+        .expect_error(400, "unauthorized_client");
+    let own = format!("grant_type=refresh_token&refresh_token={refresh}&client_id=cli");
+    let renewed = form_with(&server, "/token", &own, None).expect(200);
+    secrets.push(renewed.text("refresh_token"));
+
+    // The service client revokes its own token.
+    form_with(&server, "/revoke", &format!("token={token}"), Some(&svc)).expect(200);
+    server.userinfo(&token).expect_error(401, "invalid_token");
+
+    // Metadata names the grants and the ways to authenticate.
+    let metadata = server
+        .send("GET", "/.well-known/oauth-authorization-server", &[], None)
+        .expect(200);
+    assert_eq!(
+        metadata.body["grant_types_supported"],
+        json!(["password", "refresh_token", "client_credentials"])
+    );
+    assert_eq!(
+        metadata.body["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+
+    // Admin routes: register a confidential client with two scopes; its secret once.
+    let admin = format!("Bearer {}", server.admin_token());
+    let auth = [("authorization", admin.as_str())];
+    let registered = server
+        .post_json(
+            "/admin/clients",
+            json!({"name": "billing", "confidential": true, "scopes": ["billing:read", "billing:write"]}),
+            &auth,
+        )
+        .expect(201);
+    let id = registered.text("client_id");
+    let first_secret = registered.text("client_secret");
+    secrets.push(first_secret.clone());
+    assert_eq!(registered.body["type"], "confidential");
+    assert_eq!(
+        registered.body["grant_types"],
+        json!(["client_credentials"])
+    );
+    let shown = server
+        .send("GET", &format!("/admin/clients/{id}"), &auth, None)
+        .expect(200);
+    assert!(shown.body.get("client_secret").is_none());
+    let listed = server
+        .send("GET", "/admin/clients", &auth, None)
+        .expect(200);
+    assert!(
+        listed.body["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["client_id"] == id)
+    );
+    let billing = |secret: &str, scope: &str| {
+        form_with(
+            &server,
+            "/token",
+            &format!("grant_type=client_credentials{scope}"),
+            Some(&basic(&id, secret)),
+        )
+    };
+    assert_eq!(
+        billing(&first_secret, "").expect(200).body["scope"],
+        "billing:read billing:write"
+    );
+    billing(&first_secret, "&scope=admin").expect_error(400, "invalid_scope");
+    // It may not use the password grant.
+    form_with(
+        &server,
+        "/token",
+        &format!(
+            "grant_type=password&username=alice&password={}",
+            password_of("alice")
+        ),
+        Some(&basic(&id, &first_secret)),
+    )
+    .expect_error(400, "unauthorized_client");
+
+    // Rotation: both secrets work during the overlap; with none, the old one stops.
+    let rotated = server
+        .post_json(
+            &format!("/admin/clients/{id}/rotate-secret"),
+            json!({}),
+            &auth,
+        )
+        .expect(200);
+    let second_secret = rotated.text("client_secret");
+    secrets.push(second_secret.clone());
+    billing(&first_secret, "").expect(200);
+    billing(&second_secret, "").expect(200);
+    let rotated = server
+        .post_json(
+            &format!("/admin/clients/{id}/rotate-secret"),
+            json!({"overlap_secs": 0}),
+            &auth,
+        )
+        .expect(200);
+    let third_secret = rotated.text("client_secret");
+    secrets.push(third_secret.clone());
+    billing(&first_secret, "").expect_error(401, "invalid_client");
+    billing(&second_secret, "").expect_error(401, "invalid_client");
+    let live = billing(&third_secret, "").expect(200).text("access_token");
+    server.userinfo(&live).expect(200);
+
+    // Removal revokes its tokens at once and it no longer authenticates.
+    server
+        .send("DELETE", &format!("/admin/clients/{id}"), &auth, None)
+        .expect(200);
+    server.userinfo(&live).expect_error(401, "invalid_token");
+    billing(&third_secret, "").expect_error(401, "invalid_client");
+    server
+        .send("GET", &format!("/admin/clients/{id}"), &auth, None)
+        .expect_error(404, "not_found");
+
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    server.assert_output_free_of(&secrets);
+}
+
+/// `tokenlife clients` against the deployment's tables (aws), as an operator would.
+#[test]
+fn the_clients_command_registers_rotates_and_removes() {
+    let server = serve(Backend::Aws, &[]);
+    let run = |args: &[&str]| {
+        let output = server.cli(args, "");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let added: serde_json::Value = serde_json::from_str(&run(&[
+        "clients",
+        "add",
+        "reports",
+        "--confidential",
+        "--scope",
+        "reports:read",
+        "--json",
+    ]))
+    .unwrap();
+    let id = added["client_id"].as_str().unwrap().to_owned();
+    let secret = added["client_secret"].as_str().unwrap().to_owned();
+    // The server sees the client at once (no cache).
+    let form = "grant_type=client_credentials";
+    form_with(&server, "/token", form, Some(&basic(&id, &secret))).expect(200);
+    assert!(run(&["clients", "list"]).contains(&id));
+    let shown = run(&["clients", "show", &id, "--json"]);
+    assert!(!shown.contains(&secret));
+    let rotated: serde_json::Value = serde_json::from_str(&run(&[
+        "clients",
+        "rotate-secret",
+        &id,
+        "--overlap",
+        "0",
+        "--json",
+    ]))
+    .unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    form_with(&server, "/token", form, Some(&basic(&id, &secret)))
+        .expect_error(401, "invalid_client");
+    form_with(&server, "/token", form, Some(&basic(&id, new_secret))).expect(200);
+    run(&["clients", "remove", &id]);
+    form_with(&server, "/token", form, Some(&basic(&id, new_secret)))
+        .expect_error(401, "invalid_client");
+    // A public client has no secret: `add` prints none.
+    let public: serde_json::Value =
+        serde_json::from_str(&run(&["clients", "add", "spa", "--json"])).unwrap();
+    assert!(public.get("client_secret").is_none());
+    assert_eq!(public["grant_types"], json!(["password", "refresh_token"]));
+    server.assert_output_free_of(&[&secret, new_secret]);
+}
