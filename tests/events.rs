@@ -105,6 +105,12 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ),
     ("jwks/jwks", 200, None),
     ("jwks/metadata", 200, None),
+    (
+        "jwks/introspect-without-client",
+        401,
+        Some("invalid_client"),
+    ),
+    ("jwks/introspect-public-client", 401, Some("invalid_client")),
     ("jwks/userinfo", 200, None),
     ("jwks/userinfo-no-token", 401, Some("invalid_token")),
     (

@@ -847,6 +847,7 @@ fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error>
 }
 
 pub mod clients;
+pub mod introspect;
 pub mod login_limits;
 mod sessions;
 #[cfg(test)]

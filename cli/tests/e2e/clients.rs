@@ -141,6 +141,48 @@ fn clients_authenticate_and_get_their_grants(backend: Backend) {
     let renewed = form_with(&server, "/token", &own, None).expect(200);
     secrets.push(renewed.text("refresh_token"));
 
+    // Introspection (RFC 7662), by the service client, which may introspect any token.
+    let introspect = |token: &str, authorization: Option<&str>| {
+        form_with(
+            &server,
+            "/introspect",
+            &format!("token={token}"),
+            authorization,
+        )
+    };
+    let alice_access = renewed.text("access_token");
+    let alice_refresh = renewed.text("refresh_token");
+    let seen = introspect(&alice_access, Some(&svc)).expect(200);
+    assert_eq!(seen.body["active"], true);
+    assert_eq!(seen.body["token_use"], "access_token");
+    assert_eq!(seen.body["token_type"], "Bearer");
+    assert_eq!(seen.body["client_id"], "cli");
+    assert_eq!(seen.body["sub"], claims(&alice_access)["sub"]);
+    assert_eq!(seen.header("cache-control"), Some("no-store"));
+    let seen = introspect(&alice_refresh, Some(&svc)).expect(200);
+    assert_eq!(seen.body["active"], true, "{:?}", seen.body);
+    assert_eq!(seen.body["token_use"], "refresh_token");
+    assert_eq!(seen.body["sid"], claims(&alice_access)["sid"]);
+    // The spent refresh token, garbage, a token of another audience's shape: inactive, bare.
+    for token in [refresh.as_str(), "garbage", "a.b.c"] {
+        let seen = introspect(token, Some(&svc)).expect(200);
+        assert_eq!(seen.body, json!({"active": false}), "{token}");
+    }
+    // Only confidential clients that authenticate may ask.
+    introspect(&alice_access, None).expect_error(401, "invalid_client");
+    form_with(
+        &server,
+        "/introspect",
+        &format!("token={alice_access}&client_id=cli"),
+        None,
+    )
+    .expect_error(401, "invalid_client");
+    // Its own token: active; after revocation (by its client): inactive.
+    assert_eq!(
+        introspect(&token, Some(&svc)).expect(200).body["active"],
+        true
+    );
+
     // The service client revokes its own token.
     form_with(&server, "/revoke", &format!("token={token}"), Some(&svc)).expect(200);
     server.userinfo(&token).expect_error(401, "invalid_token");
@@ -156,6 +198,11 @@ fn clients_authenticate_and_get_their_grants(backend: Backend) {
     assert_eq!(
         metadata.body["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert!(
+        metadata.body["introspection_endpoint"]
+            .as_str()
+            .is_some_and(|url| url.ends_with("/introspect"))
     );
 
     // Admin routes: register a confidential client with two scopes; its secret once.
@@ -241,11 +288,35 @@ fn clients_authenticate_and_get_their_grants(backend: Backend) {
     let live = billing(&third_secret, "").expect(200).text("access_token");
     server.userinfo(&live).expect(200);
 
+    // A client that may not introspect others' tokens sees its own, and nothing of alice's.
+    let billing_auth = basic(&id, &third_secret);
+    let own = introspect(&live, Some(&billing_auth)).expect(200);
+    assert_eq!(own.body["active"], true);
+    assert_eq!(own.body["sub"], id.as_str());
+    let foreign = introspect(&alice_access, Some(&billing_auth)).expect(200);
+    assert_eq!(foreign.body, json!({"active": false}));
+    // Logging out ends alice's session: its tokens go inactive.
+    server
+        .post_json("/logout", json!({"refresh_token": alice_refresh}), &[])
+        .expect(200);
+    assert_eq!(
+        introspect(&alice_access, Some(&svc)).expect(200).body,
+        json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&alice_refresh, Some(&svc)).expect(200).body,
+        json!({"active": false})
+    );
+
     // Removal revokes its tokens at once and it no longer authenticates.
     server
         .send("DELETE", &format!("/admin/clients/{id}"), &auth, None)
         .expect(200);
     server.userinfo(&live).expect_error(401, "invalid_token");
+    assert_eq!(
+        introspect(&live, Some(&svc)).expect(200).body,
+        json!({"active": false})
+    );
     billing(&third_secret, "").expect_error(401, "invalid_client");
     server
         .send("GET", &format!("/admin/clients/{id}"), &auth, None)

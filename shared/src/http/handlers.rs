@@ -7,7 +7,7 @@ use lambda_http::{Body, Response};
 
 use super::request::{Params, bearer_token, cookie, device, json_body, params, query};
 use super::response::{REFRESH_COOKIE, json, no_store, refresh_cookies};
-use super::routes::{Call, JWKS, REVOKE, TOKEN, USERINFO};
+use super::routes::{Call, INTROSPECT, JWKS, REVOKE, TOKEN, USERINFO};
 use crate::audit;
 use crate::error::Error;
 use crate::keys::{KeyRecord, RotationReport};
@@ -439,14 +439,28 @@ pub async fn metadata(call: Call<'_>) -> Answer {
             "issuer": issuer,
             "token_endpoint": TOKEN.url(issuer),
             "revocation_endpoint": REVOKE.url(issuer),
+            "introspection_endpoint": INTROSPECT.url(issuer),
             "jwks_uri": JWKS.url(issuer),
             "userinfo_endpoint": USERINFO.url(issuer),
             "grant_types_supported": GRANTS,
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         }),
     ))
+}
+
+/// `POST /introspect` (RFC 7662): for an authenticated confidential client (anything
+/// else is 401 `invalid_client`), `{"active": false}` or the token's claims.
+pub async fn introspect(call: Call<'_>, client: Option<Client>) -> Answer {
+    let client = client.filter(Client::is_confidential).ok_or_else(|| {
+        Error::InvalidClient("introspection needs an authenticated confidential client".into())
+    })?;
+    let params = params(call.request)?;
+    let token = params.required("token")?;
+    let answer = call.service.introspect(&token, &client).await?;
+    Ok(no_store(json(200, &answer)))
 }
 
 /// `GET /userinfo`: the verified caller's claims.

@@ -276,6 +276,12 @@ pub const METADATA: Route = Route {
     function: Function::Jwks,
     handler: Handler::Public(|call| Box::pin(handlers::metadata(call))),
 };
+pub const INTROSPECT: Route = Route {
+    method: Method::POST,
+    path: "/introspect",
+    function: Function::Jwks,
+    handler: Handler::Client(|call, client| Box::pin(handlers::introspect(call, client))),
+};
 pub const USERINFO: Route = Route {
     method: Method::GET,
     path: "/userinfo",
@@ -313,6 +319,7 @@ pub const ROUTES: &[Route] = &[
     JWKS,
     METADATA,
     USERINFO,
+    INTROSPECT,
 ];
 
 impl Route {
