@@ -380,3 +380,42 @@ fn the_clients_command_registers_rotates_and_removes() {
     assert_eq!(public["grant_types"], json!(["password", "refresh_token"]));
     server.assert_output_free_of(&[&secret, new_secret]);
 }
+
+/// authlib (PyPI), a third-party OAuth client: the client credentials grant with Basic and
+/// with client_secret_post, introspection and revocation, as a service would use them.
+#[test]
+fn authlib_gets_introspects_and_revokes_client_credentials_tokens() {
+    let Ok(python) = std::env::var("TOKENLIFE_TEST_PYTHON") else {
+        panic!(
+            "TOKENLIFE_TEST_PYTHON is not set: run ./scripts/test, which installs authlib (PyPI) \
+             in its venv and sets it"
+        );
+    };
+    let server = serve(Backend::Memory, &[]);
+    let secret = password_of(TEST_SERVICE_CLIENT);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/authlib_client.py");
+    let output = std::process::Command::new(python)
+        .args([script, &server.base, TEST_SERVICE_CLIENT, &secret])
+        .output()
+        .expect("run the authlib client");
+    assert!(
+        output.status.success(),
+        "authlib failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for method in ["client_secret_basic", "client_secret_post"] {
+        let grant = &seen["grants"][method];
+        assert_eq!(grant["token_type"], "Bearer", "{seen}");
+        assert_eq!(grant["scope"], "reports:read");
+        assert_eq!(grant["has_refresh_token"], false);
+        assert_eq!(
+            grant["introspected"],
+            json!({"active": true, "sub": TEST_SERVICE_CLIENT, "client_id": TEST_SERVICE_CLIENT,
+                   "scope": "reports:read", "token_use": "access_token"})
+        );
+        assert_eq!(grant["active_after_revocation"], false);
+    }
+    assert_eq!(seen["wrong_secret"], "invalid_client");
+    server.assert_output_free_of(&[&secret]);
+}
