@@ -56,9 +56,10 @@ pub struct ServeArgs {
     /// history): for a deployment use `tokenlife users add --password-stdin`.
     #[arg(long = "user", value_name = "NAME:PASSWORD[:admin]", value_parser = UserArg::parse)]
     users: Vec<UserArg>,
-    /// Development only: register a client at start (repeatable) — `ID` a public one,
-    /// `ID:SECRET` a confidential one (the secret in argv, like --user's password) — allowed
-    /// every grant and scope, and a confidential one to introspect any token.
+    /// Development only, embedded default only: register a client at start (repeatable) —
+    /// `ID` a public one, `ID:SECRET` a confidential one (the secret in argv, like --user's
+    /// password) — allowed every grant and any scope (`*`, which never covers `admin`), and
+    /// a confidential one to introspect any token. On aws, `tokenlife clients add`.
     #[arg(long = "client", value_name = "ID[:SECRET]", value_parser = ClientArg::parse)]
     clients: Vec<ClientArg>,
     /// Serve Prometheus metrics at `GET /metrics` on this address (e.g. 127.0.0.1:9464),
@@ -132,6 +133,14 @@ pub fn run(args: ServeArgs, config: Config, runtime: tokio::runtime::Runtime) ->
 }
 
 async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
+    if !args.clients.is_empty() && config.backend != Backend::Memory {
+        return Err(
+            "--client registers development clients in the embedded default only; on aws, \
+             register them with `tokenlife clients add` (a secret chosen by hand has no place \
+             in a deployment)"
+                .into(),
+        );
+    }
     let listener = TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
@@ -175,21 +184,7 @@ async fn serve(args: ServeArgs, config: Config) -> Result<(), String> {
                 secret: client.secret.clone(),
             })
             .await;
-        let outcome = match registered {
-            Ok(_) => Ok(()),
-            // On aws, registered by an earlier run: fine if it still takes this secret.
-            Err(Error::Conflict(_)) => app
-                .service
-                .authenticate_client(&client.id, client.secret.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|_| {
-                    Error::Conflict(
-                        "registered already, as another type or with another secret (`tokenlife clients remove` it)".into(),
-                    )
-                }),
-            Err(error) => Err(error),
-        };
+        let outcome = registered.map(|_| ());
         outcome.map_err(|e| {
             format!(
                 "cannot register client {:?}: {}",

@@ -91,6 +91,17 @@ pub struct TokenGrant {
     pub scope: String,
 }
 
+/// Who asks for a revocation.
+#[derive(Clone, Copy)]
+enum Revoker<'a> {
+    /// Whoever holds the token, trusted as such (a logout; trusted callers).
+    Holder,
+    /// A `/revoke` request naming no client.
+    Anonymous,
+    /// A `/revoke` request by this authenticated client.
+    Client(&'a Client),
+}
+
 /// What a revocation request ended up revoking (the answer is 200 either way, RFC 7009).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {
@@ -448,30 +459,51 @@ impl TokenService {
         ))
     }
 
-    /// RFC 7009 revocation of a refresh or access token, by whoever holds it. Unknown
-    /// tokens are not an error.
+    /// RFC 7009 revocation of a refresh or access token by whoever holds it (trusted
+    /// callers: tests, the CLI). Unknown tokens are not an error.
     pub async fn revoke(
         &self,
         token: &str,
-        token_type_hint: Option<&str>,
+        _token_type_hint: Option<&str>,
     ) -> Result<Revoked, Error> {
-        self.revoke_for(token, token_type_hint, None).await
+        self.revoke_as(token, audit::REVOKED, Revoker::Holder).await
     }
 
-    /// [`Self::revoke`] at the request of `client` when one authenticated: a token issued
-    /// to another client is refused (RFC 7009 section 2.1), and nothing is revoked.
+    /// `/revoke` (RFC 7009 section 2.1): by the authenticated `client`, only a token issued
+    /// to it (another client's: `unauthorized_client`); with no client, a token issued to a
+    /// public client or to none, but a confidential client's token only with that client's
+    /// authentication (`invalid_client`). Refused means nothing revoked.
     pub async fn revoke_for(
         &self,
         token: &str,
         _token_type_hint: Option<&str>,
         client: Option<&Client>,
     ) -> Result<Revoked, Error> {
-        self.revoke_as(token, audit::REVOKED, client).await
+        let revoker = client.map_or(Revoker::Anonymous, Revoker::Client);
+        self.revoke_as(token, audit::REVOKED, revoker).await
     }
 
-    /// Logout with a refresh token: [`Self::revoke`], recorded as a logout.
+    /// Logout with a refresh token — the user ending their own session, which holding the
+    /// token proves: [`Self::revoke`], recorded as a logout.
     pub async fn logout_refresh_token(&self, token: &str) -> Result<Revoked, Error> {
-        self.revoke_as(token, audit::LOGOUT, None).await
+        self.revoke_as(token, audit::LOGOUT, Revoker::Holder).await
+    }
+
+    /// Whether `revoker` may revoke a token issued to `issued_to` (see [`Self::revoke_for`]).
+    async fn may_revoke(&self, revoker: Revoker<'_>, issued_to: Option<&str>) -> Result<(), Error> {
+        match (revoker, issued_to) {
+            (Revoker::Holder, _) | (Revoker::Anonymous, None) => Ok(()),
+            (Revoker::Client(client), issued_to) if issued_to == Some(client.id.as_str()) => Ok(()),
+            (Revoker::Client(_), _) => Err(Error::UnauthorizedClient(
+                "the token was issued to another client".into(),
+            )),
+            (Revoker::Anonymous, Some(id)) => match self.deps.clients.find_client(id).await? {
+                Some(client) if client.is_confidential() => Err(Error::InvalidClient(
+                    "the token's client must authenticate to revoke it".into(),
+                )),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Revocation; `reason` names why in the audit trail.
@@ -479,14 +511,8 @@ impl TokenService {
         &self,
         token: &str,
         reason: &'static str,
-        client: Option<&Client>,
+        revoker: Revoker<'_>,
     ) -> Result<Revoked, Error> {
-        let not_yours = |issued_to: Option<&str>| match client {
-            Some(client) if issued_to != Some(client.id.as_str()) => Err(
-                Error::UnauthorizedClient("the token was issued to another client".into()),
-            ),
-            _ => Ok(()),
-        };
         // The hint only saves a lookup; the token's shape tells the type exactly.
         if let Some(refresh) = RefreshToken::parse(token) {
             let Some(session) = self
@@ -500,7 +526,8 @@ impl TokenService {
             if !refresh.is_genuine(&session.reuse_key) || session.ended {
                 return Ok(Revoked::Nothing);
             }
-            not_yours(session.client_id.as_deref())?;
+            self.may_revoke(revoker, session.client_id.as_deref())
+                .await?;
             self.end_session(&session).await?;
             session_ended(&session, reason);
             return Ok(Revoked::Session);
@@ -520,7 +547,8 @@ impl TokenService {
         if until <= self.deps.clock.now_secs() {
             return Ok(Revoked::Nothing); // already useless
         }
-        not_yours(claims.client_id.as_deref())?;
+        self.may_revoke(revoker, claims.client_id.as_deref())
+            .await?;
         self.deps
             .sessions
             .put_revocation(&Revocation {
@@ -677,8 +705,8 @@ impl TokenService {
     }
 
     /// A client-credentials token: `sub` and `client_id` the client, a `sid` of its own
-    /// (no session: ending "its session" revokes just that token), `uv` the client's
-    /// registration time (see [`Client::created_ms`]).
+    /// that names no session (so no session operation ever matches it), `uv` the client's
+    /// registration time (see [`Client::created_ms`]: removing the client revokes it).
     async fn issue_client_token(
         &self,
         client_id: &str,

@@ -39,7 +39,7 @@ both_backends!(clients_over_http => clients_authenticate_and_get_their_grants);
 
 fn clients_authenticate_and_get_their_grants(backend: Backend) {
     let server = serve(backend, &[]);
-    let svc_secret = password_of(TEST_SERVICE_CLIENT);
+    let svc_secret = server.service_secret.clone();
     let svc = basic(TEST_SERVICE_CLIENT, &svc_secret);
     let mut secrets = vec![svc_secret.clone()];
 
@@ -112,6 +112,20 @@ fn clients_authenticate_and_get_their_grants(backend: Backend) {
         Some(&svc),
     )
     .expect_error(400, "invalid_request");
+    // `*` is any scope name of the client's own API, never `admin`, `*` or junk.
+    for scope in ["admin", "*", "billing:read%20admin", "a%22b"] {
+        form_with(
+            &server,
+            "/token",
+            &format!("grant_type=client_credentials&scope={scope}"),
+            Some(&svc),
+        )
+        .expect_error(400, "invalid_scope");
+    }
+    // A confidential client's token is revoked only with its authentication.
+    form_with(&server, "/revoke", &format!("token={token}"), None)
+        .expect_error(401, "invalid_client");
+    server.userinfo(&token).expect(200);
     // A public client may not use the client credentials grant.
     form_with(
         &server,
@@ -392,7 +406,7 @@ fn authlib_gets_introspects_and_revokes_client_credentials_tokens() {
         );
     };
     let server = serve(Backend::Memory, &[]);
-    let secret = password_of(TEST_SERVICE_CLIENT);
+    let secret = server.service_secret.clone();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/authlib_client.py");
     let output = std::process::Command::new(python)
         .args([script, &server.base, TEST_SERVICE_CLIENT, &secret])
@@ -418,4 +432,25 @@ fn authlib_gets_introspects_and_revokes_client_credentials_tokens() {
     }
     assert_eq!(seen["wrong_secret"], "invalid_client");
     server.assert_output_free_of(&[&secret]);
+}
+
+/// `serve --client` plants development clients (secrets in argv, any scope) in the
+/// embedded default only: on a deployment's tables it refuses to start.
+#[test]
+fn serve_registers_development_clients_only_in_memory() {
+    let env = tokenlife::testkit::serve::aws_env();
+    let output = std::process::Command::new(super::BIN)
+        .envs(env)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--client",
+            "dev:dev-secret",
+        ])
+        .output()
+        .expect("run tokenlife serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("tokenlife clients add"), "{stderr}");
 }

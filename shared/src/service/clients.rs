@@ -13,12 +13,13 @@
 //! working for an overlap (a day by default) so that the client's deployments can move.
 //!
 //! **Ids.** Generated ids are `c_` and 16 random base64url characters; an id chosen by hand
-//! is 1 to 128 printable ASCII characters but never the shape of a user id (22 base64url
+//! is 1 to 128 of `A-Z a-z 0-9 . _ ~ -` but never the shape of a user id (22 base64url
 //! characters): a client-credentials token's `sub` is its client id (RFC 9068 section 2.2),
 //! which must never name a user.
 
 use serde::Serialize;
 
+use super::ADMIN_SCOPE;
 use super::TokenService;
 use super::users::{DEFAULT_PAGE, MAX_PAGE, check_scopes};
 use crate::audit::{Event, Record};
@@ -46,8 +47,8 @@ const MAX_CLIENT_ID_CHARS: usize = 128;
 const MAX_NAME_CHARS: usize = 128;
 const MAX_SECRET_BYTES: usize = 512;
 
-/// What to register.
-#[derive(Debug, Clone, Default)]
+/// What to register. Holds a secret (development only): no Debug.
+#[derive(Clone, Default)]
 pub struct NewClient {
     /// `None`: generated.
     pub id: Option<String>,
@@ -335,7 +336,7 @@ impl TokenService {
             ));
         }
         let granted = if client.scopes.iter().any(|s| s == ANY_SCOPE) {
-            scope.unwrap_or("").to_owned()
+            any_scope_request(client, scope)?
         } else {
             client.scopes.join(" ")
         };
@@ -381,6 +382,30 @@ pub fn check_grant(client: &Client, grant: &str) -> Result<(), Error> {
     }
 }
 
+/// What a client allowed `*` gets when it asks for `requested`: each a valid scope name
+/// (as a user's: printable, bounded, at most 32 of them), but never `*` itself nor
+/// `admin` unless the client lists `admin` explicitly — `*` is for a client's own API
+/// scopes, not the keys to this service.
+fn any_scope_request(client: &Client, requested: Option<&str>) -> Result<String, Error> {
+    let wanted: Vec<String> = requested
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let wanted = check_scopes(wanted).map_err(|e| Error::InvalidScope(e.to_string()))?;
+    for scope in &wanted {
+        let admin_unlisted =
+            scope == ADMIN_SCOPE && !client.scopes.iter().any(|s| s == ADMIN_SCOPE);
+        if scope == ANY_SCOPE || admin_unlisted {
+            return Err(Error::InvalidScope(format!(
+                "scope {scope:?} is not allowed to this client"
+            )));
+        }
+    }
+    Ok(wanted.join(" "))
+}
+
 /// `scopes` (space-separated) narrowed to what `client` may carry: the requested ones must
 /// all be allowed; with none requested, the allowed part of `scopes`.
 pub fn client_scope(
@@ -421,14 +446,17 @@ fn check_secret(secret: String) -> Result<String, Error> {
     Ok(secret)
 }
 
-/// A client id chosen by hand: printable ASCII, and never the shape of a user id.
+/// A client id chosen by hand: letters, digits and `. _ ~ -` (unreserved in URLs and
+/// in Basic credentials, so no client has to encode it), and never the shape of a user id.
 pub fn check_client_id(id: &str) -> Result<String, Error> {
-    let printable = !id.is_empty()
+    let unreserved = !id.is_empty()
         && id.len() <= MAX_CLIENT_ID_CHARS
-        && id.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-    if !printable {
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'));
+    if !unreserved {
         return Err(Error::invalid_request(format!(
-            "a client id is 1 to {MAX_CLIENT_ID_CHARS} printable ASCII characters, no ':'"
+            "a client id is 1 to {MAX_CLIENT_ID_CHARS} of A-Z a-z 0-9 . _ ~ -"
         )));
     }
     let user_id_shaped = id.len() == 22
@@ -471,4 +499,57 @@ fn check_grants(grants: Vec<String>, confidential: bool) -> Result<Vec<String>, 
         }
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chosen_ids_are_unreserved_characters_and_never_user_shaped() {
+        for good in [
+            "cli",
+            "web-app",
+            "billing.v2",
+            "a_b~c",
+            "c_0123456789abcdef",
+        ] {
+            assert_eq!(check_client_id(good).unwrap(), good);
+        }
+        let too_long = "x".repeat(129);
+        for bad in [
+            "",
+            "a:b",
+            "a/b",
+            "a b",
+            "a%20",
+            "é",
+            "abcdefghijklmnopqrstuv", // 22 base64url characters: a user id's shape
+            too_long.as_str(),
+        ] {
+            assert!(check_client_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn any_scope_never_covers_admin_or_itself() {
+        let mut client = crate::testkit::public_client("svc");
+        client.scopes = vec![ANY_SCOPE.into()];
+        assert_eq!(
+            any_scope_request(&client, Some("reports:read billing")).unwrap(),
+            "reports:read billing"
+        );
+        assert_eq!(any_scope_request(&client, None).unwrap(), "");
+        for refused in ["admin", "*", "reports admin", "a\"b"] {
+            assert!(
+                matches!(
+                    any_scope_request(&client, Some(refused)),
+                    Err(Error::InvalidScope(_))
+                ),
+                "{refused}"
+            );
+        }
+        client.scopes.push(ADMIN_SCOPE.into());
+        assert_eq!(any_scope_request(&client, Some("admin")).unwrap(), "admin");
+    }
 }

@@ -24,8 +24,9 @@ pub fn aws_env() -> Vec<(String, String)> {
     ]
 }
 
-/// The confidential client every harness server registers (`--client`), with
-/// [`password_of`] it as its secret: every grant, any scope, may introspect.
+/// The confidential client every harness server has (`--client` on the embedded default,
+/// `tokenlife clients add` on aws; its secret is [`Server::service_secret`]): every grant,
+/// any scope, may introspect.
 pub const TEST_SERVICE_CLIENT: &str = "svc";
 
 pub struct Server {
@@ -35,6 +36,8 @@ pub struct Server {
     pub base: String,
     /// Its Prometheus metrics (`--metrics-addr`, on a port of its own).
     pub metrics_url: String,
+    /// The secret of [`TEST_SERVICE_CLIENT`].
+    pub service_secret: String,
     /// The TOKENLIFE_* settings it runs with (for `tokenlife keys` against the same tables).
     pub env: Vec<(String, String)>,
     output: Arc<Mutex<String>>,
@@ -73,6 +76,55 @@ impl Server {
                 }
             }
         }
+        // The kit's clients: on aws registered by `tokenlife clients add`, as an operator
+        // would (serve's --client is for the embedded default only).
+        let (client_args, service_secret) = match backend {
+            Backend::Memory => {
+                let secret = password_of(TEST_SERVICE_CLIENT);
+                let mut args: Vec<String> = Vec::new();
+                for id in super::TEST_CLIENTS {
+                    args.extend(["--client".into(), id.into()]);
+                }
+                args.extend(["--client".into(), format!("{TEST_SERVICE_CLIENT}:{secret}")]);
+                (args, secret)
+            }
+            Backend::Aws => {
+                let add = |args: &[&str]| -> Value {
+                    let output = tokenlife(&binary, &env)
+                        .args(["clients", "add"])
+                        .args(args)
+                        .arg("--json")
+                        .output()
+                        .expect("run tokenlife clients add");
+                    assert!(
+                        output.status.success(),
+                        "clients add failed: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    serde_json::from_slice(&output.stdout).expect("clients add --json")
+                };
+                for id in super::TEST_CLIENTS {
+                    add(&[id, "--id", id, "--scope", "*"]);
+                }
+                let service = add(&[
+                    TEST_SERVICE_CLIENT,
+                    "--id",
+                    TEST_SERVICE_CLIENT,
+                    "--confidential",
+                    "--scope",
+                    "*",
+                    "--grant",
+                    "password",
+                    "--grant",
+                    "refresh_token",
+                    "--grant",
+                    "client_credentials",
+                    "--introspect",
+                ]);
+                let secret = service["client_secret"].as_str().unwrap().to_owned();
+                (Vec::new(), secret)
+            }
+        };
         let mut child = tokenlife(&binary, &env)
             .args([
                 "serve",
@@ -83,11 +135,7 @@ impl Server {
             ])
             .args(["--user", &format!("alice:{}", password_of("alice"))])
             .args(["--user", &format!("root:{}:admin", password_of("root"))])
-            .args(super::TEST_CLIENTS.iter().flat_map(|id| ["--client", id]))
-            .args([
-                "--client",
-                &format!("{TEST_SERVICE_CLIENT}:{}", password_of(TEST_SERVICE_CLIENT)),
-            ])
+            .args(&client_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -137,6 +185,7 @@ impl Server {
             child,
             base,
             metrics_url,
+            service_secret,
             env,
             output,
             agent,
