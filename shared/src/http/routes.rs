@@ -282,6 +282,12 @@ pub const INTROSPECT: Route = Route {
     function: Function::Jwks,
     handler: Handler::Client(|call, client| Box::pin(handlers::introspect(call, client))),
 };
+pub const OPENAPI: Route = Route {
+    method: Method::GET,
+    path: "/openapi.json",
+    function: Function::Jwks,
+    handler: Handler::Public(|call| Box::pin(handlers::openapi(call))),
+};
 pub const USERINFO: Route = Route {
     method: Method::GET,
     path: "/userinfo",
@@ -320,6 +326,7 @@ pub const ROUTES: &[Route] = &[
     METADATA,
     USERINFO,
     INTROSPECT,
+    OPENAPI,
 ];
 
 impl Route {
@@ -451,6 +458,47 @@ mod tests {
             "/admin/keys/a/b/retire",
         ] {
             assert_eq!(route_of(path), None, "{path}");
+        }
+    }
+
+    /// openapi.yaml describes exactly the routes of the table: no route it lacks, no
+    /// operation the table lacks.
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes() {
+        let document: serde_json::Value =
+            serde_json::from_str(handlers::OPENAPI_JSON).expect("openapi.json is JSON");
+        assert!(
+            document["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("a path item").keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    documented.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_owned()))
+            .collect();
+        documented.sort();
+        routes.sort();
+        assert_eq!(
+            documented, routes,
+            "openapi.yaml and the route table differ"
+        );
+        // Every operation's responses are JSON or none, and every $ref resolves.
+        let text = handlers::OPENAPI_JSON;
+        for reference in text.split("\"$ref\":\"").skip(1) {
+            let target = reference.split('"').next().unwrap();
+            let pointer = target.trim_start_matches('#');
+            assert!(
+                document.pointer(pointer).is_some(),
+                "dangling $ref {target}"
+            );
         }
     }
 
