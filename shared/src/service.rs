@@ -22,12 +22,14 @@ use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, R
 use crate::metrics::{self, Count};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id};
-use crate::secrets::{b64url, constant_time_eq, random_bytes};
+use crate::secrets::{b64url, constant_time_eq, random_bytes, sha256};
 use crate::store::{
     Client, ClientStore, CreateOutcome, Device, ReplaceOutcome, Revocation, RevocationKey,
     Rotation, Session, SessionOwner, SessionStore, UserStore,
 };
-use crate::token::{AccessClaims, AccessTokenVerifier, TokenError, header_kid, sign_access_token};
+use crate::token::{
+    AccessClaims, AccessTokenVerifier, MAX_TOKEN_BYTES, TokenError, header_kid, sign_access_token,
+};
 
 /// The scope that allows the admin routes.
 pub const ADMIN_SCOPE: &str = "admin";
@@ -132,6 +134,49 @@ pub struct TokenService {
     deps: Dependencies,
     verifier: AccessTokenVerifier,
     revoked: RevokedTokens,
+    verified: VerifiedTokens,
+}
+
+/// Access tokens this process has verified — signature, `typ`, `iss`, `aud` — by the
+/// SHA-256 of the token, with the id of the key ring that verified them. The same bytes
+/// verify the same way under the same keys, so a token presented again (a client calling
+/// an API, a resource server introspecting per request) skips the signature check while
+/// that ring is the one in use; a rotation, an emergency retirement or a reload makes a new
+/// ring, and every entry of the old one misses. Times and revocation are checked on every
+/// presentation, as without it. Only tokens that verified are kept.
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], (u64, AccessClaims)>>,
+}
+
+/// Bound on the cache of verified tokens (about 4 MB); when full, expired entries go, and
+/// if that is not enough, all.
+pub const VERIFIED_CACHE_ENTRIES: usize = 10_000;
+
+impl VerifiedTokens {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (u64, AccessClaims)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, digest: &[u8; 32], ring: u64) -> Option<AccessClaims> {
+        self.lock()
+            .get(digest)
+            .filter(|(verified_by, _)| *verified_by == ring)
+            .map(|(_, claims)| claims.clone())
+    }
+
+    fn insert(&self, digest: [u8; 32], ring: u64, claims: &AccessClaims, now_secs: u64) {
+        let mut entries = self.lock();
+        if entries.len() >= VERIFIED_CACHE_ENTRIES {
+            entries.retain(|_, (_, c)| c.exp > now_secs);
+            if entries.len() >= VERIFIED_CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, (ring, claims.clone()));
+    }
 }
 
 /// Access tokens this process has seen revoked, by `jti`, kept until they expire: a revoked
@@ -181,6 +226,7 @@ impl TokenService {
             deps,
             verifier,
             revoked: RevokedTokens::default(),
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -618,9 +664,29 @@ impl TokenService {
 
     async fn verify_access_token(&self, bearer: &str) -> Result<AccessClaims, Error> {
         let now_secs = self.deps.clock.now_secs();
-        let claims = self
-            .with_key_ring(bearer, |ring| self.verifier.verify(ring, bearer, now_secs))
-            .await?;
+        if bearer.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge.into());
+        }
+        let digest = sha256(bearer.as_bytes());
+        let ring = self.deps.keys.ring().await?;
+        let claims = match self.verified.get(&digest, ring.id()) {
+            Some(claims) => claims,
+            None => match self.verifier.verify_ignoring_time(&ring, bearer) {
+                Ok(claims) => {
+                    self.verified.insert(digest, ring.id(), &claims, now_secs);
+                    claims
+                }
+                // A key this ring does not know: the reload path (never cached).
+                Err(TokenError::UnknownKey) => {
+                    self.with_key_ring(bearer, |ring| {
+                        self.verifier.verify_ignoring_time(ring, bearer)
+                    })
+                    .await?
+                }
+                Err(refused) => return Err(refused.into()),
+            },
+        };
+        self.verifier.check_times(&claims, now_secs)?;
         if self.revoked.contains(&claims.jti, now_secs) {
             return Err(TokenError::Revoked.into());
         }

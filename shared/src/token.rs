@@ -134,6 +134,13 @@ impl AccessTokenVerifier {
         now_secs: u64,
     ) -> Result<AccessClaims, TokenError> {
         let claims = self.verify_ignoring_time(keys, token)?;
+        self.check_times(&claims, now_secs)?;
+        Ok(claims)
+    }
+
+    /// The time checks of [`Self::verify`] (`exp`, `nbf`, `iat`, with the leeway), for
+    /// claims whose signature and the rest were verified already.
+    pub fn check_times(&self, claims: &AccessClaims, now_secs: u64) -> Result<(), TokenError> {
         let leeway = self.leeway_secs;
         if claims.exp.saturating_add(leeway) <= now_secs {
             return Err(TokenError::Expired);
@@ -143,7 +150,7 @@ impl AccessTokenVerifier {
         {
             return Err(TokenError::NotYetValid);
         }
-        Ok(claims)
+        Ok(())
     }
 
     /// Everything but the times: used by revocation, which accepts tokens that have expired.

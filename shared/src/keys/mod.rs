@@ -326,6 +326,8 @@ impl From<StoreError> for KeyError {
 
 /// The active signer (if any) and every published verification key, looked up by `kid`.
 pub struct KeyRing {
+    /// Unique in this process: a new ring (a rotation, a retirement, a reload) is a new id.
+    id: u64,
     signer: Option<(Arc<dyn Signer>, String)>,
     /// When the active key became active (Unix seconds).
     active_since: Option<u64>,
@@ -376,7 +378,9 @@ impl KeyRing {
             .enumerate()
             .map(|(i, k)| (k.kid().to_owned(), i))
             .collect();
+        static NEXT_RING_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
+            id: NEXT_RING_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             signer,
             active_since,
             published,
@@ -396,6 +400,12 @@ impl KeyRing {
                         .into(),
                 )
             })
+    }
+
+    /// This ring's id, unique in the process: what a verification made with it stays valid
+    /// for (see `TokenService`'s cache of verified tokens).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// When the active key became active (Unix seconds), if there is one.

@@ -432,3 +432,32 @@ async fn a_session_ended_by_a_process_with_a_shorter_access_ttl_stays_revoked() 
         Err(Error::InvalidToken(TokenError::Revoked))
     ));
 }
+
+/// The cache of verified tokens never outlives the key ring that verified them: after an
+/// emergency retirement of the signing key (a new ring), a token this process verified —
+/// and would otherwise find in its cache — is refused at once.
+#[tokio::test]
+async fn a_cached_verification_does_not_outlive_its_key() {
+    let f = Embedded::start().await;
+    f.add_user("alice", &["user"]).await;
+    let grant = f.login("alice").await;
+    // Verified twice: the second presentation comes from the cache.
+    f.service.authorize(&grant.access_token).await.unwrap();
+    f.service.authorize(&grant.access_token).await.unwrap();
+    let keys = f.service.list_keys().await.unwrap();
+    let active = keys.iter().find(|k| k.state.name() == "active").unwrap();
+    f.service.retire_key(&active.kid).await.unwrap();
+    assert!(matches!(
+        f.service.authorize(&grant.access_token).await,
+        Err(Error::InvalidToken(TokenError::UnknownKey))
+    ));
+    // And the cache keeps checking the times: an expired token is refused though cached.
+    let fresh = f.login("alice").await;
+    f.service.authorize(&fresh.access_token).await.unwrap();
+    f.clock
+        .advance_secs(f.service.config().access_ttl_secs + f.service.config().leeway_secs + 1);
+    assert!(matches!(
+        f.service.authorize(&fresh.access_token).await,
+        Err(Error::InvalidToken(TokenError::Expired))
+    ));
+}
