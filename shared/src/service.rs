@@ -149,8 +149,9 @@ struct VerifiedTokens {
     entries: Mutex<HashMap<[u8; 32], (u64, AccessClaims)>>,
 }
 
-/// Bound on the cache of verified tokens (about 4 MB); when full, expired entries go, and
-/// if that is not enough, all.
+/// Bound on the cache of verified tokens (about 8 MB with the map's own table); when full,
+/// entries that cannot hit again go (expired, or of an earlier key ring), and if that
+/// frees less than a tenth, all.
 pub const VERIFIED_CACHE_ENTRIES: usize = 10_000;
 
 impl VerifiedTokens {
@@ -168,14 +169,23 @@ impl VerifiedTokens {
     }
 
     fn insert(&self, digest: [u8; 32], ring: u64, claims: &AccessClaims, now_secs: u64) {
-        let mut entries = self.lock();
-        if entries.len() >= VERIFIED_CACHE_ENTRIES {
-            entries.retain(|_, (_, c)| c.exp > now_secs);
-            if entries.len() >= VERIFIED_CACHE_ENTRIES {
-                entries.clear();
+        let entry = (ring, claims.clone());
+        let evicted = {
+            let mut entries = self.lock();
+            let mut evicted = None;
+            if entries.len() >= VERIFIED_CACHE_ENTRIES && !entries.contains_key(&digest) {
+                // What can never hit again goes: expired, or verified by an earlier ring.
+                entries.retain(|_, (verified_by, c)| *verified_by == ring && c.exp > now_secs);
+                if entries.len() >= VERIFIED_CACHE_ENTRIES * 9 / 10 {
+                    // Still nearly full: start afresh, and free the old map after the
+                    // lock is released (10 000 entries' strings), not under it.
+                    evicted = Some(std::mem::take(&mut *entries));
+                }
             }
-        }
-        entries.insert(digest, (ring, claims.clone()));
+            entries.insert(digest, entry);
+            evicted
+        };
+        drop(evicted);
     }
 }
 

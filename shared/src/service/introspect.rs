@@ -4,6 +4,9 @@
 //! revocation), and for a refresh token the checks a refresh makes before rotating (its
 //! session live, this token the current one, no user-wide revocation, not idle too long).
 //!
+//! Introspection is read-only: a spent refresh token is inactive here, and presenting it to
+//! introspection is not a reuse (only a refresh that presents it ends the session).
+//!
 //! Who sees what: the caller is an authenticated confidential client (the HTTP layer
 //! checks). It sees the claims of tokens issued to itself, or of any token when it may
 //! introspect (`may_introspect`); any other token, like an expired, revoked, malformed or
@@ -122,13 +125,16 @@ impl TokenService {
             .last_rotation
             .as_ref()
             .map_or(session.created_ms, |rotation| rotation.at_ms);
+        // It stops working at the session's end, or sooner when left idle.
+        let idle_end = (idle > 0).then(|| session.last_used_ms / 1000 + idle);
+        let exp = idle_end.map_or(session.expires_at, |end| end.min(session.expires_at));
         Ok(Some(ActiveToken {
             token_use: "refresh_token",
             token_type: None,
             sub: session.user_id,
             client_id: session.client_id,
             scope: session.scope,
-            exp: session.expires_at,
+            exp,
             iat: issued_ms / 1000,
             nbf: None,
             jti: None,

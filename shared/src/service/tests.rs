@@ -438,7 +438,9 @@ async fn a_session_ended_by_a_process_with_a_shorter_access_ttl_stays_revoked() 
 /// and would otherwise find in its cache — is refused at once.
 #[tokio::test]
 async fn a_cached_verification_does_not_outlive_its_key() {
-    let f = Embedded::start().await;
+    // A key cache that outlives the access token, so that the expiry below is checked on
+    // a cache hit (same ring), not after a reload.
+    let f = Embedded::start_with(|c| c.key_cache_ttl_secs = 3600).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
     // Verified twice: the second presentation comes from the cache.
