@@ -320,6 +320,65 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
+    /// The item of `table` whose string key `key_name` is `key`, read strongly consistent
+    /// and converted by `convert`.
+    async fn get_one<T>(
+        &self,
+        table: &str,
+        key_name: &str,
+        key: &str,
+        operation: &str,
+        convert: fn(&Item) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(key_name, s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(operation, e))?;
+        output.item.as_ref().map(convert).transpose()
+    }
+
+    /// One bounded Scan page of `table` (whose string key is `key_name`): DynamoDB reads at
+    /// most `limit` items (hash order) after the key `after`; the items converted, and the
+    /// key to continue after.
+    async fn scan_page<T>(
+        &self,
+        table: &str,
+        key_name: &str,
+        after: Option<&str>,
+        limit: usize,
+        convert: fn(&Item) -> Result<T, StoreError>,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let mut request = self
+            .client
+            .scan()
+            .table_name(table)
+            .limit(limit)
+            .consistent_read(true);
+        if let Some(after) = after {
+            request = request.exclusive_start_key(key_name, s(after));
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("Scan {table}"), e))?;
+        let items = output
+            .items()
+            .iter()
+            .map(convert)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(key) => Some(get_s(key, key_name)?),
+            None => None,
+        };
+        Ok((items, next))
+    }
+
     /// Why a session's transaction was cancelled otherwise than by a conflict.
     async fn session_not_created<R: std::fmt::Debug>(
         &self,
@@ -348,16 +407,14 @@ impl DynamoStore {
 #[async_trait]
 impl UserStore for DynamoStore {
     async fn find_user(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.users)
-            .key("username", s(username))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem users", e))?;
-        output.item.as_ref().map(user_from_item).transpose()
+        self.get_one(
+            &self.tables.users,
+            "username",
+            username,
+            "GetItem users",
+            user_from_item,
+        )
+        .await
     }
 
     async fn find_user_for_login(
@@ -526,30 +583,9 @@ impl UserStore for DynamoStore {
     }
 
     async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<UserPage, StoreError> {
-        // One bounded Scan page: DynamoDB reads at most `limit` items (hash order).
-        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
-        let mut request = self
-            .client
-            .scan()
-            .table_name(&self.tables.users)
-            .limit(limit)
-            .consistent_read(true);
-        if let Some(after) = after {
-            request = request.exclusive_start_key("username", s(after));
-        }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| sdk_error("Scan users", e))?;
-        let users = output
-            .items()
-            .iter()
-            .map(user_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = match output.last_evaluated_key() {
-            Some(key) => Some(get_s(key, "username")?),
-            None => None,
-        };
+        let (users, next) = self
+            .scan_page(&self.tables.users, "username", after, limit, user_from_item)
+            .await?;
         Ok(UserPage { users, next })
     }
 }
@@ -557,16 +593,14 @@ impl UserStore for DynamoStore {
 #[async_trait]
 impl ClientStore for DynamoStore {
     async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.clients)
-            .key("client_id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem clients", e))?;
-        output.item.as_ref().map(client_from_item).transpose()
+        self.get_one(
+            &self.tables.clients,
+            "client_id",
+            id,
+            "GetItem clients",
+            client_from_item,
+        )
+        .await
     }
 
     async fn create_client(&self, client: &Client) -> Result<SaveOutcome, StoreError> {
@@ -691,29 +725,15 @@ impl ClientStore for DynamoStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<ClientPage, StoreError> {
-        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
-        let mut request = self
-            .client
-            .scan()
-            .table_name(&self.tables.clients)
-            .limit(limit)
-            .consistent_read(true);
-        if let Some(after) = after {
-            request = request.exclusive_start_key("client_id", s(after));
-        }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| sdk_error("Scan clients", e))?;
-        let clients = output
-            .items()
-            .iter()
-            .map(client_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = match output.last_evaluated_key() {
-            Some(key) => Some(get_s(key, "client_id")?),
-            None => None,
-        };
+        let (clients, next) = self
+            .scan_page(
+                &self.tables.clients,
+                "client_id",
+                after,
+                limit,
+                client_from_item,
+            )
+            .await?;
         Ok(ClientPage { clients, next })
     }
 }
