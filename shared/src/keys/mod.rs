@@ -205,6 +205,9 @@ pub struct KeyCache {
     clock: Arc<dyn Clock>,
     cache_ttl_ms: u64,
     cached: RwLock<Option<CachedRing>>,
+    /// Bumped by every [`KeyCache::invalidate`]: a reload stores its ring only if no
+    /// invalidation happened since it began reading.
+    generation: AtomicU64,
     /// One reload at a time; the others wait for its result.
     reloading: tokio::sync::Mutex<()>,
     last_unknown_kid_reload_ms: AtomicU64,
@@ -213,6 +216,9 @@ pub struct KeyCache {
 /// The fewest milliseconds between two reloads forced by unknown `kid`s: garbage `kid`s
 /// cannot make a process hammer the registry.
 pub const UNKNOWN_KID_RELOAD_INTERVAL_MS: u64 = 5_000;
+
+/// How many times a reload reads again when this process changed the registry meanwhile.
+const MAX_RELOAD_ATTEMPTS: usize = 4;
 
 struct CachedRing {
     ring: Arc<KeyRing>,
@@ -232,6 +238,7 @@ impl KeyCache {
             clock,
             cache_ttl_ms: cache_ttl_secs.saturating_mul(1000),
             cached: RwLock::new(None),
+            generation: AtomicU64::new(0),
             reloading: tokio::sync::Mutex::new(()),
             last_unknown_kid_reload_ms: AtomicU64::new(0),
         }
@@ -289,7 +296,9 @@ impl KeyCache {
     /// Forgets the cached ring: the next use reloads (after this process changed the
     /// registry).
     pub fn invalidate(&self) {
-        *self.write_cache() = None;
+        let mut cached = self.write_cache();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *cached = None;
     }
 
     fn fresh(&self, now_ms: u64) -> Option<Arc<KeyRing>> {
@@ -300,14 +309,28 @@ impl KeyCache {
             .map(|c| c.ring.clone())
     }
 
+    /// Reads the registry and caches its ring — unless this process changed the registry
+    /// (an invalidation) while it read: that read may predate the change (a retirement),
+    /// so it reads again rather than store, or hand out, a ring that change ended.
     async fn reload(&self) -> Result<Arc<KeyRing>, KeyError> {
-        let registry = self.registry.load_keys().await.map_err(KeyError::from)?;
-        let ring = Arc::new(KeyRing::from_registry(&registry.keys, self.vault.as_ref())?);
-        *self.write_cache() = Some(CachedRing {
-            ring: ring.clone(),
-            loaded_ms: self.clock.now_ms(),
-        });
-        Ok(ring)
+        for _ in 0..MAX_RELOAD_ATTEMPTS {
+            let generation = self.generation.load(Ordering::SeqCst);
+            let registry = self.registry.load_keys().await.map_err(KeyError::from)?;
+            let ring = KeyRing::from_registry(&registry.keys, self.vault.as_ref());
+            let mut cached = self.write_cache();
+            if self.generation.load(Ordering::SeqCst) != generation {
+                continue;
+            }
+            let ring = Arc::new(ring?);
+            *cached = Some(CachedRing {
+                ring: ring.clone(),
+                loaded_ms: self.clock.now_ms(),
+            });
+            return Ok(ring);
+        }
+        Err(KeyError::Unavailable(
+            "the key registry kept changing during a reload; retry".into(),
+        ))
     }
 
     fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, Option<CachedRing>> {
@@ -547,6 +570,106 @@ mod tests {
         assert_eq!(here.ring().await.unwrap().jwks().keys.len(), published);
         clock.advance_secs(1);
         assert_eq!(here.ring().await.unwrap().jwks().keys.len(), published + 1);
+    }
+
+    /// A registry whose loads, while `held`, read the document and then wait for `release`
+    /// before answering: a reload in flight.
+    struct HeldRegistry {
+        inner: Arc<crate::store::MemoryStore>,
+        held: std::sync::atomic::AtomicBool,
+        entered: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl KeyRegistry for HeldRegistry {
+        async fn load_keys(&self) -> Result<KeyRegistryDocument, StoreError> {
+            let document = self.inner.load_keys().await;
+            if self.held.swap(false, Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            document
+        }
+
+        async fn save_keys(
+            &self,
+            keys: &[KeyRecord],
+            expected_version: u64,
+        ) -> Result<SaveOutcome, StoreError> {
+            self.inner.save_keys(keys, expected_version).await
+        }
+    }
+
+    /// A reload that read the registry before this process retired a key must not store
+    /// that ring after the retirement: "refused by this process at once" holds even with a
+    /// reload in flight (found in review: it stored the stale ring for a whole TTL).
+    #[tokio::test]
+    async fn a_reload_in_flight_does_not_bring_back_a_retired_key() {
+        let (clock, store, vault, rotation) = local_rotation();
+        rotation.ensure_active().await.unwrap();
+        // A pre-published key, which leaks (its stale ring still builds: the active key's
+        // private key is untouched).
+        rotation.step().await.unwrap();
+        let registry = Arc::new(HeldRegistry {
+            inner: store.clone(),
+            held: std::sync::atomic::AtomicBool::new(false),
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        });
+        let cache = Arc::new(KeyCache::new(
+            registry.clone(),
+            vault.clone(),
+            clock.clone(),
+            60,
+        ));
+        let leaked = store
+            .load_keys()
+            .await
+            .unwrap()
+            .in_state(KeyState::Pending)
+            .next()
+            .unwrap()
+            .kid
+            .clone();
+        assert!(
+            cache
+                .ring()
+                .await
+                .unwrap()
+                .verification_key(&leaked)
+                .is_some()
+        );
+        // A reload starts (the cache was forgotten) and has read the registry...
+        cache.invalidate();
+        registry.held.store(true, Ordering::SeqCst);
+        let reloading = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.ring().await.map(|_| ()) })
+        };
+        registry.entered.notified().await;
+        // ...when this process retires the key and forgets its ring, as KeyRotation does.
+        let retiring = KeyRotation::new(
+            store.clone(),
+            vault.clone(),
+            clock.clone(),
+            RotationPolicy {
+                algorithm: SigningAlgorithm::Es256,
+                publish_delay_secs: 0,
+                retire_after_secs: 100,
+                forget_after_secs: 1000,
+            },
+        )
+        .invalidating(cache.clone());
+        retiring.retire(&leaked).await.unwrap();
+        registry.release.notify_one();
+        reloading.await.unwrap().unwrap();
+        let ring = cache.ring().await.unwrap();
+        assert!(ring.signer().is_ok());
+        assert!(
+            ring.verification_key(&leaked).is_none(),
+            "the retired key came back with a reload that read the registry before"
+        );
     }
 
     /// A registry that counts its loads.
