@@ -209,6 +209,12 @@ async fn login_alice(service: &TokenService) -> tokenlife::service::TokenGrant {
     tokenlife::testkit::On(service).login("alice").await
 }
 
+/// The text of template.yaml, which the template tests read.
+fn template() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+        .expect("template.yaml")
+}
+
 fn event_files() -> Vec<(String, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut files = Vec::new();
@@ -844,9 +850,7 @@ async fn every_rotate_keys_event_gets_the_expected_answer() {
 /// (every HttpApi event of a function's resource, method and path together).
 #[test]
 fn template_routes_each_endpoint_to_the_function_that_serves_it() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     for function in Function::ALL {
         let endpoints: Vec<_> = function.routes().collect();
         let function = function.name();
@@ -886,9 +890,7 @@ fn template_routes_each_endpoint_to_the_function_that_serves_it() {
 /// would stop every function at start).
 #[test]
 fn template_sets_only_declared_settings() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     let mut found = 0;
     for (i, _) in template.match_indices("TOKENLIFE_") {
         let name: String = template[i..]
@@ -909,9 +911,7 @@ fn template_sets_only_declared_settings() {
 /// sessions refreshable again.
 #[test]
 fn template_retains_every_table() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     let tables: Vec<&str> = template
         .split("    Type: AWS::DynamoDB::Table\n")
         .skip(1)
@@ -937,9 +937,7 @@ fn template_retains_every_table() {
 /// may have DynamoDB use it (and a table a function cannot decrypt would be an outage).
 #[test]
 fn template_encrypts_every_table_with_the_optional_key_every_function_may_use() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     let encrypted = "      SSESpecification:\n        SSEEnabled: true\n        SSEType: KMS\n        KMSMasterKeyId: !If [HasTablesKey, !Ref TablesKmsKeyArn, !Ref AWS::NoValue]\n";
     let tables = template.matches("    Type: AWS::DynamoDB::Table\n").count();
     assert_eq!(template.matches(encrypted).count(), tables);
@@ -956,9 +954,7 @@ fn template_encrypts_every_table_with_the_optional_key_every_function_may_use() 
 /// and region, and every metric it names is one the functions publish.
 #[test]
 fn template_dashboard_is_json_naming_published_metrics() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     let (_, rest) = template
         .split_once("      DashboardBody: !Sub >-\n")
         .expect("a dashboard");
@@ -994,9 +990,7 @@ fn template_dashboard_is_json_naming_published_metrics() {
 /// and the functions are told the stack's name: one name finds the whole deployment.
 #[test]
 fn template_names_its_tables_after_the_stack() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     let names = tokenlife::store::TableNames::for_stack("${AWS::StackName}");
     for (resource, name) in [
         ("UsersTable", names.users),
@@ -1039,9 +1033,7 @@ fn template_names_its_tables_after_the_stack() {
 /// bound and every delivery try fit in the function's `Timeout`.
 #[test]
 fn rotate_keys_has_time_to_answer_cloudformation() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     let start = template.find("CodeUri: functions/rotate-keys").unwrap();
     let timeout: u64 = template[start..]
         .lines()
@@ -1060,9 +1052,7 @@ fn rotate_keys_has_time_to_answer_cloudformation() {
 /// (`items::SESSION_SUMMARY_ATTRIBUTES`), as `tokenlife setup` creates it.
 #[test]
 fn template_projects_what_a_session_listing_reads() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     let line = format!(
         "NonKeyAttributes: [{}]",
         tokenlife::store::dynamodb::items::SESSION_SUMMARY_ATTRIBUTES.join(", ")
@@ -1075,9 +1065,7 @@ fn template_projects_what_a_session_listing_reads() {
 /// the retention parameter.
 #[test]
 fn template_gives_every_log_a_retention() {
-    let template =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-            .unwrap();
+    let template = template();
     // Every function of the template: the route table's and the authorizer.
     let functions: Vec<&str> = template
         .split("      CodeUri: functions/")

@@ -493,6 +493,16 @@ mod tests {
         assert_eq!(key.jwk.n.as_ref().unwrap().len(), 342);
     }
 
+    /// ES256 keys published without delay, retired after 100 s, forgotten after 1000 s.
+    fn test_policy() -> RotationPolicy {
+        RotationPolicy {
+            algorithm: SigningAlgorithm::Es256,
+            publish_delay_secs: 0,
+            retire_after_secs: 100,
+            forget_after_secs: 1000,
+        }
+    }
+
     /// An in-memory registry and local vault on a manual clock, and a rotation over them
     /// that publishes without delay.
     fn local_rotation() -> (
@@ -504,13 +514,7 @@ mod tests {
         let clock = Arc::new(crate::clock::ManualClock::new(1_800_000_000_000));
         let store = Arc::new(crate::store::MemoryStore::new(clock.clone()));
         let vault = Arc::new(LocalVault::default());
-        let policy = RotationPolicy {
-            algorithm: SigningAlgorithm::Es256,
-            publish_delay_secs: 0,
-            retire_after_secs: 100,
-            forget_after_secs: 1000,
-        };
-        let rotation = KeyRotation::new(store.clone(), vault.clone(), clock.clone(), policy);
+        let rotation = KeyRotation::new(store.clone(), vault.clone(), clock.clone(), test_policy());
         (clock, store, vault, rotation)
     }
 
@@ -649,18 +653,8 @@ mod tests {
         };
         registry.entered.notified().await;
         // ...when this process retires the key and forgets its ring, as KeyRotation does.
-        let retiring = KeyRotation::new(
-            store.clone(),
-            vault.clone(),
-            clock.clone(),
-            RotationPolicy {
-                algorithm: SigningAlgorithm::Es256,
-                publish_delay_secs: 0,
-                retire_after_secs: 100,
-                forget_after_secs: 1000,
-            },
-        )
-        .invalidating(cache.clone());
+        let retiring = KeyRotation::new(store.clone(), vault.clone(), clock.clone(), test_policy())
+            .invalidating(cache.clone());
         retiring.retire(&leaked).await.unwrap();
         registry.release.notify_one();
         reloading.await.unwrap().unwrap();

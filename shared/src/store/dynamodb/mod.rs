@@ -24,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client as DynamoDb;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put,
@@ -342,6 +343,37 @@ impl DynamoStore {
         output.item.as_ref().map(convert).transpose()
     }
 
+    /// Puts `client` under the condition `conditioned` adds. A failed condition re-reads:
+    /// our own write whose answer was lost (the SDK retried it) reads back as exactly what
+    /// we wrote, and is `Saved`; anything else is `Conflict`.
+    async fn put_client(
+        &self,
+        client: &Client,
+        conditioned: impl FnOnce(PutItemFluentBuilder) -> PutItemFluentBuilder,
+    ) -> Result<SaveOutcome, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.clients)
+            .set_item(Some(client_to_item(client)));
+        match conditioned(put).send().await {
+            Ok(_) => Ok(SaveOutcome::Saved),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let stored = self.find_client(&client.id).await?;
+                Ok(if stored.as_ref() == Some(client) {
+                    SaveOutcome::Saved
+                } else {
+                    SaveOutcome::Conflict
+                })
+            }
+            Err(error) => Err(sdk_error("PutItem clients", error)),
+        }
+    }
+
     /// One bounded Scan page of `table` (whose string key is `key_name`): DynamoDB reads at
     /// most `limit` items (hash order) after the key `after`; the items converted, and the
     /// key to continue after.
@@ -604,63 +636,21 @@ impl ClientStore for DynamoStore {
     }
 
     async fn create_client(&self, client: &Client) -> Result<SaveOutcome, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.clients)
-            .set_item(Some(client_to_item(client)))
-            .condition_expression("attribute_not_exists(client_id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(SaveOutcome::Saved),
-            // Taken — by this very write if its answer was lost and the SDK retried.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                let stored = self.find_client(&client.id).await?;
-                Ok(if stored.as_ref() == Some(client) {
-                    SaveOutcome::Saved
-                } else {
-                    SaveOutcome::Conflict
-                })
-            }
-            Err(error) => Err(sdk_error("PutItem clients", error)),
-        }
+        self.put_client(client, |put| {
+            put.condition_expression("attribute_not_exists(client_id)")
+        })
+        .await
     }
 
     async fn update_client(&self, client: &Client) -> Result<SaveOutcome, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.clients)
-            .set_item(Some(client_to_item(client)))
-            .condition_expression("#v = :v AND #c = :c")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#c", "created_ms")
-            .expression_attribute_values(":v", n(client.version.saturating_sub(1)))
-            .expression_attribute_values(":c", n(client.created_ms))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(SaveOutcome::Saved),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                // Our own write whose answer was lost reads back as exactly what we wrote.
-                let stored = self.find_client(&client.id).await?;
-                Ok(if stored.as_ref() == Some(client) {
-                    SaveOutcome::Saved
-                } else {
-                    SaveOutcome::Conflict
-                })
-            }
-            Err(error) => Err(sdk_error("PutItem clients", error)),
-        }
+        self.put_client(client, |put| {
+            put.condition_expression("#v = :v AND #c = :c")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#c", "created_ms")
+                .expression_attribute_values(":v", n(client.version.saturating_sub(1)))
+                .expression_attribute_values(":c", n(client.created_ms))
+        })
+        .await
     }
 
     async fn delete_client(
