@@ -5,7 +5,10 @@
 use std::path::Path;
 
 fn main() {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
+    // Read at run time, not `env!`: a build script binary reused from another checkout
+    // path must still read this checkout's document.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let source = Path::new(&manifest_dir).join("../openapi.yaml");
     println!("cargo:rerun-if-changed={}", source.display());
     let text = std::fs::read_to_string(&source)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokenlife::app::AwsClients;
 use tokenlife::clock::{Clock, ManualClock, SystemClock};
-use tokenlife::config::{Argon2Params, Backend, Config};
+use tokenlife::config::{Argon2Params, Backend, Config, Signing};
 use tokenlife::keys::{RotationPolicy, SigningAlgorithm};
 use tokenlife::refresh::new_session_id;
 use tokenlife::secrets::{b64url, b64url_decode};
@@ -820,6 +820,168 @@ async fn kms_signatures_always_verify_es256_and_rs256() {
     }
 }
 
+/// Data-key signing on the emulators: setup makes the wrapping key (under its default alias)
+/// and a data key pair; logins sign locally after one `Decrypt` per process, with the
+/// registry's encryption context; no `Sign` at all; the wrapped key opens under no other
+/// record's context.
+#[tokio::test]
+async fn data_key_signing_unwraps_once_per_process_and_never_calls_sign() {
+    for alg in [SigningAlgorithm::Es256, SigningAlgorithm::Rs256] {
+        let f = fixture_with(|c| {
+            c.signing = Signing::DataKey;
+            c.algorithm = alg;
+        })
+        .await;
+        let keys = f.service.list_keys().await.unwrap();
+        let [active] = keys.as_slice() else {
+            panic!("one key: {keys:?}")
+        };
+        assert!(tokenlife::keys::data_key::is_data_key(&active.key_ref));
+        let wrapped = active.wrapped.clone().expect("a wrapped private key");
+        f.add_alice().await;
+        f.counter.take();
+
+        let logins = 5;
+        let mut grants = Vec::new();
+        for _ in 0..logins {
+            grants.push(f.login().await);
+        }
+        assert_eq!(
+            f.counter.take(),
+            counts(&[
+                ("BatchGetItem", logins),
+                ("TransactWriteItems", logins),
+                ("Decrypt", 1)
+            ]),
+            "{alg:?}: N logins = 1 Decrypt + N x (DynamoDB calls), 0 Sign"
+        );
+        let decrypt: serde_json::Value =
+            serde_json::from_str(&f.counter.last_body.lock().unwrap()["Decrypt"]).unwrap();
+        assert_eq!(
+            decrypt["EncryptionContext"],
+            serde_json::json!({
+                "tokenlife-registry": f.tables.keys,
+                "tokenlife-key": active.key_ref,
+            })
+        );
+        f.refresh(&grants[0].refresh_token).await.unwrap();
+        assert_eq!(
+            f.counter.take(),
+            counts(&[("GetItem", 1), ("TransactWriteItems", 1)]),
+            "refresh"
+        );
+        for grant in &grants {
+            assert_eq!(kid_of(&grant.access_token), active.kid);
+            f.service.authorize(&grant.access_token).await.unwrap();
+        }
+        // Another process (Lambda instance) unwraps for itself, once.
+        let other = f.another_process().await;
+        On(&other).login("alice").await;
+        On(&other).login("alice").await;
+        assert_eq!(f.counter.take()["Decrypt"], 1);
+
+        // The wrapped key opens only under its own record's context.
+        let elsewhere = f
+            .clients
+            .kms
+            .decrypt()
+            .key_id(&wrapped.wrapping_key)
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(
+                wrapped.ciphertext.clone(),
+            ))
+            .set_encryption_context(Some(tokenlife::keys::data_key::encryption_context(
+                &f.tables.keys,
+                "data-key/another-record",
+            )))
+            .send()
+            .await;
+        assert!(elsewhere.is_err(), "{alg:?}: opened under another context");
+    }
+}
+
+/// A deployment switches modes at its next rotation: a KMS-key registry gets a data key
+/// pending, promoted and signing, while the KMS key's tokens still verify; the data key's
+/// wrapped copy leaves the registry when it stops signing, and an emergency retirement of
+/// it works like a KMS key's.
+#[tokio::test]
+async fn signing_modes_switch_at_a_rotation_and_both_kinds_verify() {
+    let f = fixture_with(|_| {}).await;
+    f.add_alice().await;
+    let kms_token = f.login().await.access_token;
+    let mut config = f.service.config().clone();
+    config.signing = Signing::DataKey;
+    config.key_publish_delay = Some(0);
+    let rotator = App::aws(
+        config,
+        "https://issuer.test",
+        f.clients.clone(),
+        f.clock.clone(),
+    )
+    .await
+    .unwrap()
+    .service;
+    // The wrapping key: what `tokenlife setup` makes in this mode.
+    let mut setup_config = rotator.config().clone();
+    setup_config.signing = Signing::DataKey;
+    ensure_tables_and_signing_key(&setup_config, &f.clients)
+        .await
+        .unwrap();
+    rotator.rotate_keys().await.unwrap(); // a data key, pending
+    f.clock.advance_ms(1_000);
+    rotator.rotate_keys().await.unwrap(); // promoted, and the next one pending
+    let keys = rotator.list_keys().await.unwrap();
+    let data_key = keys
+        .iter()
+        .find(|k| k.state == tokenlife::keys::KeyState::Active)
+        .unwrap();
+    assert!(tokenlife::keys::data_key::is_data_key(&data_key.key_ref));
+    assert!(data_key.wrapped.is_some());
+    let retiring = keys
+        .iter()
+        .find(|k| !tokenlife::keys::data_key::is_data_key(&k.key_ref))
+        .unwrap();
+    assert_eq!(retiring.state, tokenlife::keys::KeyState::Retiring);
+    assert!(retiring.wrapped.is_none());
+
+    let verifier = f.another_process().await;
+    let data_token = On(&rotator).login("alice").await.access_token;
+    assert_eq!(kid_of(&data_token), data_key.kid);
+    verifier.authorize(&kms_token).await.unwrap();
+    verifier.authorize(&data_token).await.unwrap();
+    assert_eq!(
+        verifier.jwks().await.unwrap().keys.len(),
+        3,
+        "retiring, active, pending"
+    );
+
+    // Emergency retirement of the data key: refused at once here, a new key signs, and
+    // the registry no longer holds the retired key's wrapped copy.
+    let leaked = data_key.kid.clone();
+    rotator.retire_key(&leaked).await.unwrap();
+    assert!(rotator.authorize(&data_token).await.is_err());
+    let after = On(&rotator).login("alice").await.access_token;
+    assert_ne!(kid_of(&after), leaked);
+    let keys = rotator.list_keys().await.unwrap();
+    let retired = keys.iter().find(|k| k.kid == leaked).unwrap();
+    assert_eq!(retired.state, tokenlife::keys::KeyState::Retired);
+    assert!(retired.wrapped.is_none(), "the wrapped copy is gone");
+    // Only the keys that may still sign (the promoted pending one, active now, and the
+    // next pending one) have a wrapped copy stored.
+    let raw = f.scan(&f.tables.keys).await;
+    assert_eq!(raw.len(), 1);
+    let stored = format!("{raw:?}");
+    let may_sign = keys
+        .iter()
+        .filter(|k| {
+            matches!(
+                k.state,
+                tokenlife::keys::KeyState::Active | tokenlife::keys::KeyState::Pending
+            )
+        })
+        .count();
+    assert_eq!(stored.matches("wrapped_private_key").count(), may_sign);
+}
+
 /// A ministack of this test's own, so that it can be stopped mid-test.
 struct OwnKms {
     child: std::process::Child,
@@ -893,6 +1055,7 @@ async fn clients_at(dynamodb: Option<&str>, kms: Option<&str>) -> AwsClients {
 fn aws_config_named(name: &str) -> Config {
     Config {
         backend: Backend::Aws,
+        stack: name.to_owned(),
         tables: TableNames::for_stack(name),
         argon2: Argon2Params::CHEAPEST,
         ..Config::default()

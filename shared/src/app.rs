@@ -10,7 +10,7 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Backend, Config, ConfigError};
+use crate::config::{Backend, Config, ConfigError, Signing};
 use crate::error::Error;
 use crate::keys::{
     KeyCache, KeyError, KeyRegistry, KeyRotation, KeyVault, KmsVault, LocalVault, RotationPolicy,
@@ -188,12 +188,16 @@ impl App {
             config.tables.clone(),
             clock.clone(),
         ));
-        let vault = Arc::new(KmsVault::new(
+        let vault = KmsVault::new(
             clients.kms,
             &config.tables.keys,
             config.key_deletion_window_days,
             config.key_manager_role.as_deref(),
-        ));
+        );
+        let vault = Arc::new(match config.signing {
+            Signing::Kms => vault,
+            Signing::DataKey => vault.making_data_keys(&config.wrapping_key()),
+        });
         let (keys, rotation) = key_management(&config, store.clone(), vault, &clock);
         let deps = Dependencies {
             users: store.clone(),

@@ -22,6 +22,16 @@ pub enum Backend {
     Aws,
 }
 
+/// How signing keys are made and where they sign (`TOKENLIFE_SIGNING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// KMS asymmetric keys: one `kms:Sign` per token; private keys never leave KMS.
+    Kms,
+    /// KMS-wrapped data key pairs, unwrapped once per process and key, signing locally
+    /// (see [`crate::keys::data_key`]).
+    DataKey,
+}
+
 /// The typed settings. Field docs say what a value means to the code; the variables, their
 /// defaults and ranges are in [`SETTINGS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +63,11 @@ pub struct Config {
     pub login_window_secs: u64,
     pub leeway_secs: u64,
     pub algorithm: SigningAlgorithm,
+    /// How the keys rotation makes sign (the registry may hold both kinds).
+    pub signing: Signing,
+    /// The symmetric KMS key data keys are wrapped under; `None`: see
+    /// [`Config::wrapping_key`].
+    pub wrapping_key: Option<String>,
     pub cors_origins: Vec<String>,
     pub refresh_cookie: bool,
     /// Requests naming no client are accepted (see `TOKENLIFE_ANONYMOUS_CLIENT`).
@@ -349,6 +364,42 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "TOKENLIFE_SIGNING",
+        default: Some("kms"),
+        doc: "How new signing keys sign (`aws`): `kms` (a KMS key; one `kms:Sign` per token, the private key never leaves KMS) or `data-key` (a KMS-wrapped data key pair, unwrapped once per process with `kms:Decrypt` and used in memory: no KMS call per token). Takes effect at the next rotation; both kinds verify.",
+        kind: Kind::Text {
+            set: |c, text| {
+                c.signing = match text.trim().to_ascii_lowercase().as_str() {
+                    "kms" => Signing::Kms,
+                    "data-key" => Signing::DataKey,
+                    _ => return Err(format!("expected kms or data-key, got {text:?}")),
+                };
+                Ok(())
+            },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_WRAPPING_KEY",
+        default: None,
+        doc: "The symmetric KMS key (id, ARN or `alias/…`) that wraps data keys (`TOKENLIFE_SIGNING=data-key`). Unset: `alias/tokenlife/<TOKENLIFE_STACK>/wrapping`, which `tokenlife setup` creates.",
+        kind: Kind::Text {
+            set: |c, text| {
+                let key = text.trim();
+                let valid = key.len() <= 2048
+                    && key
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "/:_-".contains(ch));
+                if !valid {
+                    return Err(format!(
+                        "expected a KMS key id, key ARN or alias/name, got {text:?}"
+                    ));
+                }
+                c.wrapping_key = Some(key.to_owned());
+                Ok(())
+            },
+        },
+    },
+    Setting {
         name: "TOKENLIFE_CORS_ORIGINS",
         default: None,
         doc: "Comma-separated browser origins (`https://app.example.com`) allowed to call with credentials and to refresh by cookie. Unset: none.",
@@ -576,6 +627,12 @@ impl Config {
                     problem,
                 })?;
         }
+        if config.signing == Signing::DataKey && config.backend != Backend::Aws {
+            return Err(ConfigError {
+                variable: "TOKENLIFE_SIGNING".into(),
+                problem: "data-key signing needs TOKENLIFE_BACKEND=aws (the memory backend's keys are already in the process)".into(),
+            });
+        }
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {
                 variable: "TOKENLIFE_ARGON2_MEMORY_KIB".into(),
@@ -616,6 +673,8 @@ impl Config {
             login_window_secs: 0,
             leeway_secs: 0,
             algorithm: SigningAlgorithm::Es256,
+            signing: Signing::Kms,
+            wrapping_key: None,
             cors_origins: Vec::new(),
             refresh_cookie: false,
             anonymous_client: true,
@@ -633,6 +692,13 @@ impl Config {
             hashing_wait_ms: 0,
             trusted_proxy_hops: 0,
         }
+    }
+
+    /// The wrapping key of data keys: the setting, or the alias `tokenlife setup` makes.
+    pub fn wrapping_key(&self) -> String {
+        self.wrapping_key
+            .clone()
+            .unwrap_or_else(|| format!("alias/tokenlife/{}/wrapping", self.stack))
     }
 
     /// The issuer, or `fallback` when none was configured.
@@ -950,5 +1016,34 @@ mod tests {
             assert_eq!(error.variable, variable, "{value}");
             assert!(error.to_string().contains(variable));
         }
+    }
+
+    #[test]
+    fn data_key_signing_needs_aws_and_defaults_its_wrapping_key_to_the_stack_alias() {
+        let config = config_from(&[
+            ("TOKENLIFE_BACKEND", "aws"),
+            ("TOKENLIFE_STACK", "orders"),
+            ("TOKENLIFE_SIGNING", "data-key"),
+        ])
+        .unwrap();
+        assert_eq!(config.signing, Signing::DataKey);
+        assert_eq!(config.wrapping_key(), "alias/tokenlife/orders/wrapping");
+        let named = config_from(&[
+            ("TOKENLIFE_BACKEND", "aws"),
+            ("TOKENLIFE_SIGNING", "data-key"),
+            (
+                "TOKENLIFE_WRAPPING_KEY",
+                "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            named.wrapping_key(),
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab"
+        );
+        let error = config_from(&[("TOKENLIFE_SIGNING", "data-key")]).unwrap_err();
+        assert_eq!(error.variable, "TOKENLIFE_SIGNING");
+        assert!(config_from(&[("TOKENLIFE_SIGNING", "hsm")]).is_err());
+        assert!(config_from(&[("TOKENLIFE_WRAPPING_KEY", "alias/a b")]).is_err());
     }
 }

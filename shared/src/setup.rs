@@ -2,7 +2,9 @@
 //! DynamoDB tables (on-demand, TTL on `expires_at` for sessions and revocations, the
 //! sessions table's `by-user` index, the keys table) and, when the key registry has no
 //! active key, a KMS signing key (ECC_NIST_P256 for ES256, RSA_2048 for RS256) made active
-//! at once. A second run changes nothing and says so.
+//! at once — with `TOKENLIFE_SIGNING=data-key`, a data key pair wrapped under the wrapping
+//! key, which setup creates first if the default alias names none. A second run changes
+//! nothing and says so.
 //!
 //! `tokenlife check` ([`check`]) reads the same things without changing any: whether the
 //! configuration names a usable deployment.
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use crate::app::{App, AwsClients};
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{Config, Signing};
 use crate::keys::KeyState;
 use crate::store::TableNames;
 use crate::store::dynamodb::SESSIONS_BY_USER_INDEX;
@@ -218,6 +220,9 @@ pub async fn ensure_tables_and_signing_key(
     clients: &AwsClients,
 ) -> Result<Vec<String>, SetupError> {
     let mut report = ensure_tables(&clients.dynamodb, &config.tables).await?;
+    if config.signing == Signing::DataKey {
+        report.push(ensure_wrapping_key(config, &clients.kms).await?);
+    }
     let app = App::aws(
         config.clone(),
         "https://setup.invalid",
@@ -242,6 +247,109 @@ pub async fn ensure_tables_and_signing_key(
         }
     }
     Ok(report)
+}
+
+/// Data-key signing's wrapping key: found (and fit to wrap), or — when the setting is
+/// unset and its default alias names nothing — created (symmetric, yearly rotation of its
+/// material by KMS, tagged for the registry) under that alias.
+async fn ensure_wrapping_key(
+    config: &Config,
+    kms: &aws_sdk_kms::Client,
+) -> Result<String, SetupError> {
+    let key = config.wrapping_key();
+    match describe_wrapping_key(kms, &key).await {
+        Ok(arn) => return Ok(format!("wrapping key {key}: exists ({arn})")),
+        Err(WrappingKeyProblem::Missing) if config.wrapping_key.is_none() => {}
+        Err(problem) => return Err(fail(&format!("wrapping key {key}"), problem)),
+    }
+    let tag = aws_sdk_kms::types::Tag::builder()
+        .tag_key(crate::keys::kms::REGISTRY_TAG)
+        .tag_value(&config.tables.keys)
+        .build()
+        .map_err(|e| fail("wrapping key tag", e))?;
+    let created = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .description(format!(
+            "tokenlife data-key wrapping key ({})",
+            config.tables.keys
+        ))
+        .tags(tag)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                "CreateKey (wrapping key)",
+                aws_sdk_kms::error::DisplayErrorContext(e),
+            )
+        })?;
+    let arn = created
+        .key_metadata()
+        .map(|m| m.arn().unwrap_or(m.key_id()).to_owned())
+        .ok_or_else(|| fail("CreateKey (wrapping key)", "no key id in the answer"))?;
+    // Best effort: yearly rotation of the wrapping key's material (old wraps still open).
+    let _ = kms.enable_key_rotation().key_id(&arn).send().await;
+    kms.create_alias()
+        .alias_name(&key)
+        .target_key_id(&arn)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                "CreateAlias (wrapping key)",
+                aws_sdk_kms::error::DisplayErrorContext(e),
+            )
+        })?;
+    Ok(format!("wrapping key {key}: created ({arn})"))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WrappingKeyProblem {
+    #[error("no such KMS key")]
+    Missing,
+    #[error("{0}")]
+    Unfit(String),
+}
+
+/// The wrapping key's ARN if KMS has it enabled and able to wrap data keys.
+async fn describe_wrapping_key(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+) -> Result<String, WrappingKeyProblem> {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let output = match kms.describe_key().key_id(key).send().await {
+        Ok(output) => output,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_not_found_exception()) =>
+        {
+            return Err(WrappingKeyProblem::Missing);
+        }
+        Err(e) => {
+            return Err(WrappingKeyProblem::Unfit(format!(
+                "KMS does not answer for it: {}",
+                aws_sdk_kms::error::DisplayErrorContext(e)
+            )));
+        }
+    };
+    let Some(metadata) = output.key_metadata() else {
+        return Err(WrappingKeyProblem::Unfit("KMS described no key".into()));
+    };
+    if metadata.key_spec() != Some(&KeySpec::SymmetricDefault)
+        || metadata.key_usage() != Some(&KeyUsageType::EncryptDecrypt)
+    {
+        return Err(WrappingKeyProblem::Unfit(
+            "not a symmetric encryption key (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT)".into(),
+        ));
+    }
+    if metadata.key_state() != Some(&aws_sdk_kms::types::KeyState::Enabled) {
+        return Err(WrappingKeyProblem::Unfit(format!(
+            "it is {:?}, not Enabled",
+            metadata.key_state()
+        )));
+    }
+    Ok(metadata.arn().unwrap_or(metadata.key_id()).to_owned())
 }
 
 /// One finding of [`check`]: what was looked at, and the problem, if any.
@@ -331,6 +439,19 @@ pub async fn check(config: &Config, clients: &AwsClients) -> Vec<Finding> {
         active.kid,
         keys.len()
     )));
+    if let Some(wrapped) = &active.wrapped {
+        let what = format!(
+            "wrapping key {} of the active data key",
+            wrapped.wrapping_key
+        );
+        findings.push(
+            match describe_wrapping_key(&clients.kms, &wrapped.wrapping_key).await {
+                Ok(_) => Finding::ok(format!("{what}: enabled")),
+                Err(problem) => Finding::problem(what, format!("{problem}: signing fails")),
+            },
+        );
+        return findings;
+    }
     let what = format!("KMS key {}", active.key_ref);
     findings.push(
         match clients

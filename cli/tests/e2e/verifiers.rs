@@ -15,12 +15,22 @@ use super::serve;
 both_backends!(jose_verifies_our_tokens => a_third_party_verifier_accepts_our_tokens_against_our_jwks);
 
 fn a_third_party_verifier_accepts_our_tokens_against_our_jwks(backend: Backend) {
+    jose_verifies(backend, &[]);
+}
+
+/// Tokens signed in this process with a KMS-wrapped data key (`TOKENLIFE_SIGNING=data-key`,
+/// set up by `tokenlife setup` on the emulators: wrapping key, alias, data key pair).
+#[test]
+fn a_third_party_verifier_accepts_data_key_tokens() {
+    jose_verifies(Backend::Aws, &[("TOKENLIFE_SIGNING", "data-key")]);
+}
+
+fn jose_verifies(backend: Backend, settings: &[(&str, &str)]) {
     let verifier = jose_script("verify.mjs");
     for alg in ["ES256", "RS256"] {
-        let server = serve(
-            backend,
-            &[("TOKENLIFE_ALG", alg), ("TOKENLIFE_AUDIENCE", "orders-api")],
-        );
+        let mut env = vec![("TOKENLIFE_ALG", alg), ("TOKENLIFE_AUDIENCE", "orders-api")];
+        env.extend_from_slice(settings);
+        let server = serve(backend, &env);
         let access = server
             .login("alice", &password_of("alice"))
             .expect(200)

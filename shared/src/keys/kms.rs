@@ -29,6 +29,7 @@ use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
 
+use super::data_key::{self, DataKeySigner};
 use super::registry::KeyRecord;
 use super::vault::{KeyVault, NewKey};
 use super::{KeyError, Signer, SigningAlgorithm, der};
@@ -145,13 +146,21 @@ impl Signer for KmsSigner {
     }
 }
 
-/// Signing keys in KMS, made and deleted for the key registry named by `registry_tag`.
+/// Signing keys in KMS, made and deleted for the key registry named by `registry_tag` —
+/// or, with [`KmsVault::making_data_keys`], data keys wrapped by KMS ([`super::data_key`]).
+/// It signs with either kind, whichever the active record is: a deployment switches modes
+/// at its next rotation.
 pub struct KmsVault {
     client: Client,
     registry_tag: String,
     deletion_window_days: i32,
     /// The key policy of every key it creates; `None`: KMS's default.
     policy: Option<String>,
+    /// The wrapping key new keys are made under; `None`: new keys are KMS signing keys.
+    wrapping_key: Option<String>,
+    /// The signer of the data key last asked for (the active one): unwrapped once, at its
+    /// first signature, and dropped (with the key) when another key becomes active.
+    data_key: std::sync::Mutex<Option<std::sync::Arc<DataKeySigner>>>,
 }
 
 impl KmsVault {
@@ -168,7 +177,32 @@ impl KmsVault {
             registry_tag: registry_tag.to_owned(),
             deletion_window_days: i32::from(deletion_window_days),
             policy: manager.map(|manager| key_policy(manager, registry_tag)),
+            wrapping_key: None,
+            data_key: std::sync::Mutex::new(None),
         }
+    }
+
+    /// New keys are data key pairs wrapped under `wrapping_key` (an id, ARN or alias).
+    pub fn making_data_keys(mut self, wrapping_key: &str) -> Self {
+        self.wrapping_key = Some(wrapping_key.to_owned());
+        self
+    }
+
+    fn data_key_signer(&self, key: &KeyRecord) -> Result<std::sync::Arc<DataKeySigner>, KeyError> {
+        let mut held = self
+            .data_key
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(signer) = held.as_ref().filter(|s| s.key_ref() == key.key_ref) {
+            return Ok(signer.clone());
+        }
+        let signer = std::sync::Arc::new(DataKeySigner::new(
+            self.client.clone(),
+            &self.registry_tag,
+            key,
+        )?);
+        *held = Some(signer.clone());
+        Ok(signer)
     }
 }
 
@@ -223,6 +257,10 @@ pub fn key_policy(manager: &str, registry_tag: &str) -> String {
 #[async_trait]
 impl KeyVault for KmsVault {
     async fn create_key(&self, algorithm: SigningAlgorithm) -> Result<NewKey, KeyError> {
+        if let Some(wrapping_key) = &self.wrapping_key {
+            return data_key::generate(&self.client, wrapping_key, &self.registry_tag, algorithm)
+                .await;
+        }
         let spec = match algorithm {
             SigningAlgorithm::Es256 => KeySpec::EccNistP256,
             SigningAlgorithm::Rs256 => KeySpec::Rsa2048,
@@ -294,10 +332,14 @@ impl KeyVault for KmsVault {
             key_ref: arn,
             algorithm,
             public_key_der: signer.public_key_der,
+            wrapped: None,
         })
     }
 
     fn signer(&self, key: &KeyRecord) -> Result<std::sync::Arc<dyn Signer>, KeyError> {
+        if data_key::is_data_key(&key.key_ref) {
+            return Ok(self.data_key_signer(key)?);
+        }
         Ok(std::sync::Arc::new(KmsSigner::with_public_key(
             self.client.clone(),
             &key.key_ref,
@@ -307,6 +349,11 @@ impl KeyVault for KmsVault {
     }
 
     async fn destroy_key(&self, key_ref: &str) -> Result<(), KeyError> {
+        if data_key::is_data_key(key_ref) {
+            // Nothing in KMS to delete: the wrapped copy leaves the registry with the key's
+            // state (see keys::data_key).
+            return Ok(());
+        }
         match self
             .client
             .schedule_key_deletion()

@@ -1,5 +1,6 @@
-//! A signer whose private key lives in this process (the embedded default, and tests).
-//! Generated at start; the private key is never written anywhere.
+//! A signer whose private key lives in this process: generated at start (the embedded
+//! default, and tests; never written anywhere), or an unwrapped KMS data key pair
+//! ([`super::data_key`]).
 
 use async_trait::async_trait;
 use aws_lc_rs::encoding::AsDer;
@@ -34,6 +35,38 @@ impl LocalSigner {
             SigningAlgorithm::Rs256 => {
                 let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| failed("RSA"))?;
                 let der = pair.public_key().as_der().map_err(|_| failed("RSA"))?;
+                let der = der.as_ref().to_vec();
+                (LocalKey::Rsa(pair), der)
+            }
+        };
+        Ok(Self {
+            key,
+            public_key_der,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// A signer for a PKCS#8 private key (an unwrapped KMS data key pair). The caller
+    /// wipes `pkcs8`; the parsed key lives in aws-lc, whose allocator wipes it when freed.
+    pub fn from_pkcs8(algorithm: SigningAlgorithm, pkcs8: &[u8]) -> Result<Self, KeyError> {
+        let failed = || {
+            KeyError::Invalid(format!(
+                "the private key is not a PKCS#8 {} key",
+                algorithm.name()
+            ))
+        };
+        let (key, public_key_der) = match algorithm {
+            SigningAlgorithm::Es256 => {
+                let pair =
+                    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+                        .map_err(|_| failed())?;
+                let der = pair.public_key().as_der().map_err(|_| failed())?;
+                let der = der.as_ref().to_vec();
+                (LocalKey::Ec(pair), der)
+            }
+            SigningAlgorithm::Rs256 => {
+                let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| failed())?;
+                let der = pair.public_key().as_der().map_err(|_| failed())?;
                 let der = der.as_ref().to_vec();
                 (LocalKey::Rsa(pair), der)
             }

@@ -1,5 +1,4 @@
-//! Signing keys: the [`Signer`] trait (local keys, KMS; locally-held KMS data keys fit
-//! behind it later), public keys as RFC 7517 JWKs with RFC 7638 thumbprint `kid`s, the
+//! Signing keys: the [`Signer`] trait (local keys, KMS, KMS-wrapped [`data_key`]s), public keys as RFC 7517 JWKs with RFC 7638 thumbprint `kid`s, the
 //! [`registry`] of every key's lifecycle state, its [`rotation`], the [`vault`]s that hold
 //! private keys, and [`KeyCache`]: the cached [`KeyRing`] that pairs the active signer with
 //! every published verification key.
@@ -7,6 +6,7 @@
 //! Verification pins the algorithm per key: a token is checked only with the algorithm the
 //! key's JWK declares, never the one its header asks for.
 
+pub mod data_key;
 pub mod der;
 pub mod kms;
 mod local;

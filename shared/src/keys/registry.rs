@@ -12,6 +12,7 @@
 use async_trait::async_trait;
 
 use super::SigningAlgorithm;
+use super::data_key::WrappedKey;
 use crate::store::StoreError;
 
 /// Where a key is in its life. Only `Active` signs; every state but `Retired` is published.
@@ -59,8 +60,8 @@ impl KeyState {
 pub struct KeyRecord {
     /// RFC 7638 thumbprint of the public key: the `kid` of its JWK and of its tokens.
     pub kid: String,
-    /// Where the private half lives: a KMS key ARN (`aws`), or a key id inside this process
-    /// (`memory`).
+    /// Where the private half lives: a KMS key ARN (`aws`), `data-key/<id>` for a data key
+    /// (wrapped in [`KeyRecord::wrapped`]), or a key id inside this process (`memory`).
     pub key_ref: String,
     pub algorithm: SigningAlgorithm,
     /// DER SubjectPublicKeyInfo of the public half.
@@ -71,6 +72,10 @@ pub struct KeyRecord {
     /// When it entered its current state (epoch seconds). For a retiring key: when its
     /// successor was promoted, i.e. when it stopped signing.
     pub state_since: u64,
+    /// A data key's private half, wrapped by KMS (`TOKENLIFE_SIGNING=data-key`); `None` for
+    /// KMS and in-process keys, and for a data key that no longer signs (dropped when it
+    /// leaves `Active`).
+    pub wrapped: Option<WrappedKey>,
 }
 
 /// The registry document as read: its records and the version a write must expect.

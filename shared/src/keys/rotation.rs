@@ -156,6 +156,11 @@ pub fn apply_change(
                 key.state = next;
                 key.state_since = now;
             }
+            // A data key that no longer signs needs no private half: the registry stops
+            // holding one (see keys::data_key).
+            if !matches!(key.state, KeyState::Active | KeyState::Pending) {
+                key.wrapped = None;
+            }
             key
         })
         .filter(|key| {
@@ -382,6 +387,7 @@ impl KeyRotation {
             key_ref,
             algorithm,
             public_key_der,
+            wrapped,
         } = self.vault.create_key(self.policy.algorithm).await?;
         let public = PublicKey::from_spki_der(&public_key_der, algorithm)?;
         Ok(KeyRecord {
@@ -392,6 +398,7 @@ impl KeyRotation {
             state,
             published_at: now,
             state_since: now,
+            wrapped,
         })
     }
 
@@ -486,6 +493,7 @@ mod tests {
             state,
             published_at,
             state_since,
+            wrapped: None,
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::data_key::WrappedKey;
 use super::registry::KeyRecord;
 use super::{KeyError, LocalSigner, Signer, SigningAlgorithm};
 use crate::secrets::{b64url, random_bytes};
@@ -18,6 +19,8 @@ pub struct NewKey {
     pub algorithm: SigningAlgorithm,
     /// DER SubjectPublicKeyInfo.
     pub public_key_der: Vec<u8>,
+    /// A data key's wrapped private half (see [`super::data_key`]).
+    pub wrapped: Option<WrappedKey>,
 }
 
 #[async_trait]
@@ -57,6 +60,7 @@ impl KeyVault for LocalVault {
             key_ref: key_ref.clone(),
             algorithm,
             public_key_der: signer.public_key_der().to_vec(),
+            wrapped: None,
         };
         self.lock().insert(key_ref, Arc::new(signer));
         Ok(new_key)

@@ -8,7 +8,7 @@
 //! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `user_version` N, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `user_agent` S?, `source_ip` S?, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
 //! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`; login-limiting counters `fail#<digest>#<window>`) | `expires_at` N (TTL), `below_version` N (for `sub#`), `count` N (for `fail#`) |
 //! | clients | `client_id` S | `name` S, `secret_hash` S? (SHA-256, base64url), `previous_secret_hash` S?, `previous_secret_until` N?, `grant_types` S, `scopes` S (space-separated), `may_introspect` BOOL, `created_ms` N, `version` N |
-//! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N} |
+//! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N; a data key while it may sign: `wrapping_key` S, `wrapped_private_key` B} |
 //!
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::keys::data_key::WrappedKey;
 use crate::keys::{KeyRecord, KeyRegistryDocument, KeyState, SigningAlgorithm};
 use crate::store::{
     Client, Device, Revocation, RevocationKey, Rotation, Session, SessionSummary, StoreError, User,
@@ -274,7 +275,7 @@ pub fn session_summary_from_item(item: &Item) -> Result<SessionSummary, StoreErr
 pub const KEY_REGISTRY_ID: &str = "registry";
 
 fn key_record_to_value(key: &KeyRecord) -> AttributeValue {
-    AttributeValue::M(HashMap::from([
+    let mut value = HashMap::from([
         ("kid".to_owned(), s(&key.kid)),
         ("key_ref".to_owned(), s(&key.key_ref)),
         ("alg".to_owned(), s(key.algorithm.name())),
@@ -282,7 +283,12 @@ fn key_record_to_value(key: &KeyRecord) -> AttributeValue {
         ("state".to_owned(), s(key.state.name())),
         ("published_at".to_owned(), n(key.published_at)),
         ("state_since".to_owned(), n(key.state_since)),
-    ]))
+    ]);
+    if let Some(wrapped) = &key.wrapped {
+        value.insert("wrapping_key".to_owned(), s(&wrapped.wrapping_key));
+        value.insert("wrapped_private_key".to_owned(), b(&wrapped.ciphertext));
+    }
+    AttributeValue::M(value)
 }
 
 fn key_record_from_value(value: &AttributeValue) -> Result<KeyRecord, StoreError> {
@@ -304,6 +310,20 @@ fn key_record_from_value(value: &AttributeValue) -> Result<KeyRecord, StoreError
             .ok_or_else(|| StoreError::Broken(format!("stored key has unknown state {state:?}")))?,
         published_at: get_n(item, "published_at")?,
         state_since: get_n(item, "state_since")?,
+        wrapped: match (item.get("wrapping_key"), item.get("wrapped_private_key")) {
+            (Some(AttributeValue::S(wrapping_key)), Some(AttributeValue::B(ciphertext))) => {
+                Some(WrappedKey {
+                    wrapping_key: wrapping_key.clone(),
+                    ciphertext: ciphertext.as_ref().to_vec(),
+                })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(StoreError::Broken(
+                    "a stored key's wrapped private key is incomplete".into(),
+                ));
+            }
+        },
     })
 }
 
@@ -364,15 +384,31 @@ mod tests {
     fn key_registry_round_trips() {
         let registry = KeyRegistryDocument {
             version: 3,
-            keys: vec![KeyRecord {
-                kid: "k1".into(),
-                key_ref: "arn:aws:kms:eu-west-1:000000000000:key/1".into(),
-                algorithm: SigningAlgorithm::Rs256,
-                public_key_der: vec![1, 2, 3],
-                state: KeyState::Retiring,
-                published_at: 10,
-                state_since: 20,
-            }],
+            keys: vec![
+                KeyRecord {
+                    kid: "k1".into(),
+                    key_ref: "arn:aws:kms:eu-west-1:000000000000:key/1".into(),
+                    algorithm: SigningAlgorithm::Rs256,
+                    public_key_der: vec![1, 2, 3],
+                    state: KeyState::Retiring,
+                    published_at: 10,
+                    state_since: 20,
+                    wrapped: None,
+                },
+                KeyRecord {
+                    kid: "k2".into(),
+                    key_ref: "data-key/abc".into(),
+                    algorithm: SigningAlgorithm::Es256,
+                    public_key_der: vec![4, 5],
+                    state: KeyState::Active,
+                    published_at: 30,
+                    state_since: 30,
+                    wrapped: Some(WrappedKey {
+                        wrapping_key: "arn:aws:kms:eu-west-1:000000000000:key/w".into(),
+                        ciphertext: vec![6, 7, 8],
+                    }),
+                },
+            ],
         };
         let mut item = key_registry_to_item(&registry.keys, 3);
         assert_eq!(key_registry_from_item(&item).unwrap(), registry);
