@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokenlife::app::AwsClients;
 use tokenlife::clock::{Clock, ManualClock, SystemClock};
-use tokenlife::config::{Argon2Params, Backend, Config, Signing};
+use tokenlife::config::{Argon2Params, Backend, Config, RevocationCheck, Signing};
 use tokenlife::keys::{RotationPolicy, SigningAlgorithm};
 use tokenlife::refresh::new_session_id;
 use tokenlife::secrets::{b64url, b64url_decode};
@@ -820,6 +820,108 @@ async fn kms_signatures_always_verify_es256_and_rs256() {
     }
 }
 
+/// Mirror mode on DynamoDB Local: a cold process reads the live entries through the
+/// `by-change` index (Query, never Scan) before its first answer; then verifications make
+/// no AWS call, and a revocation written by another process takes effect at the next poll
+/// with one Query.
+#[tokio::test]
+async fn mirror_mode_verifies_with_no_aws_call_and_sees_revocations_at_the_next_poll() {
+    let f = fixture_with(|c| c.revocation_check = RevocationCheck::Mirror).await;
+    f.add_alice().await;
+    let kept = f.login().await.access_token;
+    let doomed = f.login().await.access_token;
+    let revoker = f.another_process().await;
+    revoker.revoke(&doomed, None).await.unwrap();
+    let early = f.login().await.access_token;
+    f.counter.take();
+
+    // Cold: the index, a Query per UTC day of the last day and a bit.
+    assert!(
+        f.service.authorize(&doomed).await.is_err(),
+        "revoked before"
+    );
+    let cold = f.counter.take();
+    assert_eq!(cold.keys().collect::<Vec<_>>(), vec!["Query"], "{cold:?}");
+    assert!((1..=3).contains(&cold["Query"]), "{cold:?}");
+    let query: serde_json::Value =
+        serde_json::from_str(&f.counter.last_body.lock().unwrap()["Query"]).unwrap();
+    assert_eq!(query["IndexName"], "by-change");
+    assert_eq!(query["TableName"], f.tables.revocations.as_str());
+
+    for _ in 0..50 {
+        f.service.authorize(&kept).await.unwrap();
+    }
+    assert_eq!(
+        f.counter.take(),
+        counts(&[]),
+        "no AWS call per verification"
+    );
+
+    revoker.revoke(&early, None).await.unwrap();
+    f.counter.take();
+    f.service
+        .authorize(&early)
+        .await
+        .expect("within the poll interval the copy does not know yet");
+    f.clock.advance_ms(1_000);
+    assert!(
+        f.service.authorize(&early).await.is_err(),
+        "at the next poll"
+    );
+    let poll = f.counter.take();
+    assert_eq!(poll.keys().collect::<Vec<_>>(), vec!["Query"], "{poll:?}");
+    assert!(poll["Query"] <= 2, "one day, two around midnight: {poll:?}");
+    f.service.authorize(&kept).await.unwrap();
+}
+
+/// Tables made before mirror mode (or in lookup mode) lack the `by-change` index: `check`
+/// says so in mirror mode, and `setup` adds it (UpdateTable) and says so once.
+#[tokio::test]
+async fn setup_adds_the_mirror_index_to_tables_made_without_it() {
+    require_emulators();
+    let clients = clients_at(None, None).await;
+    let mut config = aws_config_named(&unique("ix"));
+    ensure_tables(&clients.dynamodb, &config).await.unwrap();
+    config.revocation_check = RevocationCheck::Mirror;
+    let revocations_finding = |findings: Vec<tokenlife::setup::Finding>| {
+        findings
+            .into_iter()
+            .find(|f| f.what.contains(&config.tables.revocations))
+            .unwrap()
+    };
+    let before = revocations_finding(tokenlife::setup::check(&config, &clients).await);
+    assert!(
+        before
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("by-change")),
+        "{before:?}"
+    );
+    let report = ensure_tables(&clients.dynamodb, &config).await.unwrap();
+    assert!(
+        report
+            .iter()
+            .any(|line| line.contains("index by-change created")),
+        "{report:?}"
+    );
+    let again = ensure_tables(&clients.dynamodb, &config).await.unwrap();
+    assert!(
+        !again.iter().any(|line| line.contains("created")),
+        "{again:?}"
+    );
+    // DynamoDB Local leaves an index added to a table CREATING; AWS makes it ACTIVE once
+    // built. Either way `check` no longer says it is missing.
+    let after = revocations_finding(tokenlife::setup::check(&config, &clients).await);
+    assert!(
+        after.problem.is_none()
+            || after
+                .problem
+                .as_deref()
+                .is_some_and(|p| p.contains("not ACTIVE yet")),
+        "{after:?}"
+    );
+}
+
 /// Data-key signing on the emulators: setup makes the wrapping key (under its default alias)
 /// and a data key pair; logins sign locally after one `Decrypt` per process, with the
 /// registry's encryption context; no `Sign` at all; the wrapped key opens under no other
@@ -1598,9 +1700,7 @@ async fn a_user_change_whose_answer_is_lost_is_reported_made() {
 /// created (by the stack, or `ensure_tables`).
 async fn on_fresh_tables(config: Config, clients: &AwsClients) -> Arc<TokenService> {
     require_emulators();
-    ensure_tables(&clients.dynamodb, &config.tables)
-        .await
-        .unwrap();
+    ensure_tables(&clients.dynamodb, &config).await.unwrap();
     App::aws(
         config,
         "https://issuer.test",
@@ -1882,9 +1982,7 @@ async fn check_names_what_makes_a_deployment_unusable() {
     assert_eq!(missing.len(), 6, "five tables and the keys: {missing:?}");
     assert!(missing[0].contains(&config.tables.users) && missing[0].contains("does not exist"));
     // Tables but no key (what a deploy without the custom resource left).
-    ensure_tables(&clients.dynamodb, &config.tables)
-        .await
-        .unwrap();
+    ensure_tables(&clients.dynamodb, &config).await.unwrap();
     let findings = check(&config, &clients).await;
     assert_eq!(problems(&findings).len(), 1, "{findings:?}");
     assert!(problems(&findings)[0].contains("no active signing key"));

@@ -32,6 +32,16 @@ pub enum Signing {
     DataKey,
 }
 
+/// How a verification learns of revocations (`TOKENLIFE_REVOCATION_CHECK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationCheck {
+    /// One strongly consistent lookup per verification: a revocation binds the next one.
+    Lookup,
+    /// A copy of the live entries in each process, refreshed every poll interval: no AWS
+    /// call per verification (see [`crate::service::mirror`]).
+    Mirror,
+}
+
 /// The typed settings. Field docs say what a value means to the code; the variables, their
 /// defaults and ranges are in [`SETTINGS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +78,11 @@ pub struct Config {
     /// The symmetric KMS key data keys are wrapped under; `None`: see
     /// [`Config::wrapping_key`].
     pub wrapping_key: Option<String>,
+    pub revocation_check: RevocationCheck,
+    /// `mirror`: the longest a copy is used before it is refreshed, and the longest it may
+    /// go unrefreshed before verifications fail closed.
+    pub revocation_poll_secs: u64,
+    pub revocation_max_staleness_secs: u64,
     pub cors_origins: Vec<String>,
     pub refresh_cookie: bool,
     /// Requests naming no client are accepted (see `TOKENLIFE_ANONYMOUS_CLIENT`).
@@ -400,6 +415,41 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "TOKENLIFE_REVOCATION_CHECK",
+        default: Some("lookup"),
+        doc: "How verifications (authorizer, `/userinfo`, introspection) learn of revocations: `lookup` (one strongly consistent read per verification; a revocation binds the next one) or `mirror` (each process keeps a copy of the live entries, refreshed from the changes at most every `TOKENLIFE_REVOCATION_POLL`: no AWS call per verification, and a revocation takes effect within the poll interval).",
+        kind: Kind::Text {
+            set: |c, text| {
+                c.revocation_check = match text.trim().to_ascii_lowercase().as_str() {
+                    "lookup" => RevocationCheck::Lookup,
+                    "mirror" => RevocationCheck::Mirror,
+                    _ => return Err(format!("expected lookup or mirror, got {text:?}")),
+                };
+                Ok(())
+            },
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_REVOCATION_POLL",
+        default: Some("1"),
+        doc: "`mirror`: seconds a process's copy of the revocation entries is used before it reads the changes again.",
+        kind: Kind::Number {
+            min: 1,
+            max: 60,
+            set: |c, n| c.revocation_poll_secs = n,
+        },
+    },
+    Setting {
+        name: "TOKENLIFE_REVOCATION_MAX_STALENESS",
+        default: Some("10"),
+        doc: "`mirror`: seconds a copy may go without a successful read before verifications fail closed (503); more than `TOKENLIFE_REVOCATION_POLL`.",
+        kind: Kind::Number {
+            min: 2,
+            max: 600,
+            set: |c, n| c.revocation_max_staleness_secs = n,
+        },
+    },
+    Setting {
         name: "TOKENLIFE_CORS_ORIGINS",
         default: None,
         doc: "Comma-separated browser origins (`https://app.example.com`) allowed to call with credentials and to refresh by cookie. Unset: none.",
@@ -633,6 +683,12 @@ impl Config {
                 problem: "data-key signing needs TOKENLIFE_BACKEND=aws (the memory backend's keys are already in the process)".into(),
             });
         }
+        if config.revocation_max_staleness_secs <= config.revocation_poll_secs {
+            return Err(ConfigError {
+                variable: "TOKENLIFE_REVOCATION_MAX_STALENESS".into(),
+                problem: "must be more than TOKENLIFE_REVOCATION_POLL".into(),
+            });
+        }
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {
                 variable: "TOKENLIFE_ARGON2_MEMORY_KIB".into(),
@@ -675,6 +731,9 @@ impl Config {
             algorithm: SigningAlgorithm::Es256,
             signing: Signing::Kms,
             wrapping_key: None,
+            revocation_check: RevocationCheck::Lookup,
+            revocation_poll_secs: 0,
+            revocation_max_staleness_secs: 0,
             cors_origins: Vec::new(),
             refresh_cookie: false,
             anonymous_client: true,

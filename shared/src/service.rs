@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::audit::{self, Event, Record};
 use crate::clock::Clock;
-use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config};
+use crate::config::{ACCESS_TTL_MAX_SECS, BLOCKLIST_MARGIN_SECS, Config, RevocationCheck};
 use crate::error::Error;
 use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, RotationReport};
 use crate::metrics::{self, Count};
@@ -135,6 +135,8 @@ pub struct TokenService {
     verifier: AccessTokenVerifier,
     revoked: RevokedTokens,
     verified: VerifiedTokens,
+    /// `TOKENLIFE_REVOCATION_CHECK=mirror`: where verifications look revocations up.
+    mirror: Option<mirror::RevocationMirror>,
 }
 
 /// Access tokens this process has verified — signature, `typ`, `iss`, `aud` — by the
@@ -230,6 +232,14 @@ impl RevokedTokens {
 impl TokenService {
     pub fn new(config: Config, issuer: String, deps: Dependencies) -> Self {
         let verifier = AccessTokenVerifier::new(&issuer, &config.audience, config.leeway_secs);
+        let mirror = (config.revocation_check == RevocationCheck::Mirror).then(|| {
+            mirror::RevocationMirror::new(
+                Arc::new(mirror::StoreFeed(deps.sessions.clone())),
+                deps.clock.clone(),
+                config.revocation_poll_secs,
+                config.revocation_max_staleness_secs,
+            )
+        });
         Self {
             config,
             issuer,
@@ -237,6 +247,7 @@ impl TokenService {
             verifier,
             revoked: RevokedTokens::default(),
             verified: VerifiedTokens::default(),
+            mirror,
         }
     }
 
@@ -705,7 +716,10 @@ impl TokenService {
             RevocationKey::Session(claims.sid.clone()),
             RevocationKey::User(claims.sub.clone()),
         ];
-        let entries = self.deps.sessions.find_revocations(&keys).await?;
+        let entries = match &self.mirror {
+            Some(mirror) => mirror.find(&keys).await?,
+            None => self.deps.sessions.find_revocations(&keys).await?,
+        };
         let revoked = entries.iter().any(|entry| {
             entry.expires_at > now_secs
                 && match entry.key {
@@ -953,6 +967,7 @@ fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, Error>
 pub mod clients;
 pub mod introspect;
 pub mod login_limits;
+pub mod mirror;
 mod sessions;
 #[cfg(test)]
 mod tests;

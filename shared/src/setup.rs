@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use crate::app::{App, AwsClients};
 use crate::clock::SystemClock;
-use crate::config::{Config, Signing};
+use crate::config::{Config, RevocationCheck, Signing};
 use crate::keys::KeyState;
-use crate::store::TableNames;
-use crate::store::dynamodb::SESSIONS_BY_USER_INDEX;
 use crate::store::dynamodb::items::SESSION_SUMMARY_ATTRIBUTES;
+use crate::store::dynamodb::{REVOCATIONS_BY_CHANGE_INDEX, SESSIONS_BY_USER_INDEX};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
@@ -36,17 +35,16 @@ fn fail(what: &str, error: impl std::fmt::Display) -> SetupError {
 /// table saying what was done.
 pub async fn ensure_tables(
     client: &aws_sdk_dynamodb::Client,
-    tables: &TableNames,
+    config: &Config,
 ) -> Result<Vec<String>, SetupError> {
     let mut report = Vec::new();
-    let specs: [(&str, &str, bool, bool); 5] = [
-        (&tables.users, "username", false, false),
-        (&tables.sessions, "id", true, true),
-        (&tables.revocations, "key", true, false),
-        (&tables.keys, "id", false, false),
-        (&tables.clients, "client_id", false, false),
-    ];
-    for (table, key, ttl, by_user_index) in specs {
+    for TableSpec {
+        table,
+        key,
+        ttl,
+        index,
+    } in table_specs(config)
+    {
         let exists = match client.describe_table().table_name(table).send().await {
             Ok(_) => true,
             Err(e)
@@ -65,10 +63,16 @@ pub async fn ensure_tables(
         if exists {
             report.push(format!("table {table}: exists"));
         } else {
-            create_table(client, table, key, by_user_index).await?;
+            create_table(client, table, key, index).await?;
             report.push(format!("table {table}: created"));
         }
         wait_until_active(client, table).await?;
+        if exists
+            && let Some(index) = index
+            && let Some(added) = ensure_index(client, table, index).await?
+        {
+            report.push(added);
+        }
         if ttl {
             report.push(ensure_ttl(client, table).await?);
         }
@@ -76,59 +80,210 @@ pub async fn ensure_tables(
     Ok(report)
 }
 
+/// One table tokenlife needs: its key attribute, whether TTL on `expires_at` matters,
+/// and its index.
+struct TableSpec<'a> {
+    table: &'a str,
+    key: &'static str,
+    ttl: bool,
+    index: Option<&'static IndexSpec>,
+}
+
+/// A global secondary index: partition (S), sort (N), projected attributes.
+struct IndexSpec {
+    name: &'static str,
+    partition: &'static str,
+    sort: &'static str,
+    projected: &'static [&'static str],
+}
+
+/// A user's sessions newest first, with what a listing shows ("your devices").
+const SESSIONS_BY_USER: IndexSpec = IndexSpec {
+    name: SESSIONS_BY_USER_INDEX,
+    partition: "user_id",
+    sort: "created_ms",
+    projected: &SESSION_SUMMARY_ATTRIBUTES,
+};
+
+/// Revocation entries by the day and time of their last write: the mirror's feed.
+const REVOCATIONS_BY_CHANGE: IndexSpec = IndexSpec {
+    name: REVOCATIONS_BY_CHANGE_INDEX,
+    partition: "change_day",
+    sort: "changed_ms",
+    projected: &["expires_at", "below_version"],
+};
+
+/// The tables of `config`'s deployment; the revocations table's `by-change` index only in
+/// mirror mode (as template.yaml has it).
+fn table_specs(config: &Config) -> [TableSpec<'_>; 5] {
+    let tables = &config.tables;
+    let mirror = config.revocation_check == RevocationCheck::Mirror;
+    let spec = |table, key, ttl, index| TableSpec {
+        table,
+        key,
+        ttl,
+        index,
+    };
+    [
+        spec(&tables.users, "username", false, None),
+        spec(&tables.sessions, "id", true, Some(&SESSIONS_BY_USER)),
+        spec(
+            &tables.revocations,
+            "key",
+            true,
+            mirror.then_some(&REVOCATIONS_BY_CHANGE),
+        ),
+        spec(&tables.keys, "id", false, None),
+        spec(&tables.clients, "client_id", false, None),
+    ]
+}
+
+fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, SetupError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .map_err(|e| fail("table definition", e))
+}
+
+fn key_element(name: &str, kind: KeyType) -> Result<KeySchemaElement, SetupError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(|e| fail("table definition", e))
+}
+
+impl IndexSpec {
+    fn attributes(&self) -> Result<[AttributeDefinition; 2], SetupError> {
+        Ok([
+            attribute(self.partition, ScalarAttributeType::S)?,
+            attribute(self.sort, ScalarAttributeType::N)?,
+        ])
+    }
+
+    fn key_schema(&self) -> Result<[KeySchemaElement; 2], SetupError> {
+        Ok([
+            key_element(self.partition, KeyType::Hash)?,
+            key_element(self.sort, KeyType::Range)?,
+        ])
+    }
+
+    fn projection(&self) -> Projection {
+        let mut projection = Projection::builder().projection_type(ProjectionType::Include);
+        for attribute in self.projected {
+            projection = projection.non_key_attributes(*attribute);
+        }
+        projection.build()
+    }
+
+    fn definition(&self) -> Result<GlobalSecondaryIndex, SetupError> {
+        GlobalSecondaryIndex::builder()
+            .index_name(self.name)
+            .set_key_schema(Some(self.key_schema()?.to_vec()))
+            .projection(self.projection())
+            .build()
+            .map_err(|e| fail("index definition", e))
+    }
+
+    /// Whether `index` (as described) is this one: same keys, projecting at least these.
+    fn matches(&self, index: &aws_sdk_dynamodb::types::GlobalSecondaryIndexDescription) -> bool {
+        let keyed = |name: &str, kind: KeyType| {
+            index
+                .key_schema()
+                .iter()
+                .any(|k| k.attribute_name() == name && k.key_type() == &kind)
+        };
+        let projected = index.projection().is_some_and(|p| {
+            p.projection_type() == Some(&ProjectionType::All)
+                || self
+                    .projected
+                    .iter()
+                    .all(|a| p.non_key_attributes().iter().any(|n| n == a))
+        });
+        keyed(self.partition, KeyType::Hash) && keyed(self.sort, KeyType::Range) && projected
+    }
+}
+
+/// Adds `index` to an existing `table` that lacks it (a table made before the index, or
+/// in another mode); `None` when it is there. DynamoDB then builds it from the table's
+/// items, which takes minutes on a big table: it does not wait (`check` tells when it is
+/// ACTIVE; until then mirror-mode verifications fail closed).
+async fn ensure_index(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    index: &IndexSpec,
+) -> Result<Option<String>, SetupError> {
+    use aws_sdk_dynamodb::types::{CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate};
+    let described = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                &format!("DescribeTable {table}"),
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
+    let present = described
+        .table()
+        .map(|t| t.global_secondary_indexes())
+        .unwrap_or_default()
+        .iter()
+        .any(|i| i.index_name() == Some(index.name));
+    if present {
+        return Ok(None);
+    }
+    let create = CreateGlobalSecondaryIndexAction::builder()
+        .index_name(index.name)
+        .set_key_schema(Some(index.key_schema()?.to_vec()))
+        .projection(index.projection())
+        .build()
+        .map_err(|e| fail("index definition", e))?;
+    client
+        .update_table()
+        .table_name(table)
+        .set_attribute_definitions(Some(index.attributes()?.to_vec()))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder().create(create).build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                &format!("UpdateTable {table} (add index {})", index.name),
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
+    Ok(Some(format!(
+        "table {table}: index {} created (DynamoDB builds it now; `tokenlife check` says when it is ACTIVE)",
+        index.name
+    )))
+}
+
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     key: &str,
-    by_user_index: bool,
+    index: Option<&IndexSpec>,
 ) -> Result<(), SetupError> {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(|e| fail("table definition", e))
-    };
-    let hash_key = |name: &str| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(KeyType::Hash)
-            .build()
-            .map_err(|e| fail("table definition", e))
-    };
     let mut request = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(key)?)
-        .key_schema(hash_key(key)?);
-    if by_user_index {
-        // A user's sessions newest first, with what a listing shows ("your devices").
-        let created = KeySchemaElement::builder()
-            .attribute_name("created_ms")
-            .key_type(KeyType::Range)
-            .build()
-            .map_err(|e| fail("index definition", e))?;
-        let mut projection = Projection::builder().projection_type(ProjectionType::Include);
-        for attribute in SESSION_SUMMARY_ATTRIBUTES {
-            projection = projection.non_key_attributes(attribute);
-        }
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(SESSIONS_BY_USER_INDEX)
-            .key_schema(hash_key("user_id")?)
-            .key_schema(created)
-            .projection(projection.build())
-            .build()
-            .map_err(|e| fail("index definition", e))?;
-        let created_ms = AttributeDefinition::builder()
-            .attribute_name("created_ms")
-            .attribute_type(ScalarAttributeType::N)
-            .build()
-            .map_err(|e| fail("table definition", e))?;
+        .attribute_definitions(attribute(key, ScalarAttributeType::S)?)
+        .key_schema(key_element(key, KeyType::Hash)?);
+    if let Some(index) = index {
         request = request
-            .attribute_definitions(attribute("user_id")?)
-            .attribute_definitions(created_ms)
-            .global_secondary_indexes(index);
+            .set_attribute_definitions(Some(
+                [
+                    vec![attribute(key, ScalarAttributeType::S)?],
+                    index.attributes()?.to_vec(),
+                ]
+                .concat(),
+            ))
+            .global_secondary_indexes(index.definition()?);
     }
     match request.send().await {
         Ok(_) => Ok(()),
@@ -219,7 +374,7 @@ pub async fn ensure_tables_and_signing_key(
     config: &Config,
     clients: &AwsClients,
 ) -> Result<Vec<String>, SetupError> {
-    let mut report = ensure_tables(&clients.dynamodb, &config.tables).await?;
+    let mut report = ensure_tables(&clients.dynamodb, config).await?;
     if config.signing == Signing::DataKey {
         report.push(ensure_wrapping_key(config, &clients.kms).await?);
     }
@@ -382,16 +537,9 @@ impl Finding {
 pub async fn check(config: &Config, clients: &AwsClients) -> Vec<Finding> {
     let mut findings = Vec::new();
     let tables = &config.tables;
-    let specs = [
-        (&tables.users, false, false),
-        (&tables.sessions, true, true),
-        (&tables.revocations, true, false),
-        (&tables.keys, false, false),
-        (&tables.clients, false, false),
-    ];
     let mut tables_ok = true;
-    for (table, ttl, by_user_index) in specs {
-        let finding = check_table(&clients.dynamodb, table, ttl, by_user_index).await;
+    for spec in table_specs(config) {
+        let finding = check_table(&clients.dynamodb, spec.table, spec.ttl, spec.index).await;
         tables_ok &= finding.problem.is_none();
         findings.push(finding);
     }
@@ -488,7 +636,7 @@ async fn check_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     ttl: bool,
-    by_user_index: bool,
+    wanted_index: Option<&IndexSpec>,
 ) -> Finding {
     let what = format!("table {table}");
     let described = match client.describe_table().table_name(table).send().await {
@@ -518,30 +666,39 @@ async fn check_table(
             format!("is {:?}, not ACTIVE", description.table_status()),
         );
     }
-    if by_user_index {
+    if let Some(wanted) = wanted_index {
         let index = description
             .global_secondary_indexes()
             .iter()
-            .find(|index| index.index_name() == Some(SESSIONS_BY_USER_INDEX));
+            .find(|index| index.index_name() == Some(wanted.name));
         let Some(index) = index else {
-            return Finding::problem(what, format!("lacks the {SESSIONS_BY_USER_INDEX} index"));
-        };
-        let sorted_by_creation = index
-            .key_schema()
-            .iter()
-            .any(|k| k.attribute_name() == "created_ms" && k.key_type() == &KeyType::Range);
-        let projected = index.projection().is_some_and(|p| {
-            p.projection_type() == Some(&ProjectionType::All)
-                || SESSION_SUMMARY_ATTRIBUTES
-                    .iter()
-                    .all(|a| p.non_key_attributes().iter().any(|n| n == a))
-        });
-        if !sorted_by_creation || !projected {
             return Finding::problem(
                 what,
                 format!(
-                    "its {SESSIONS_BY_USER_INDEX} index is of an older layout (sort key created_ms, projecting {}): recreate the index",
-                    SESSION_SUMMARY_ATTRIBUTES.join(", ")
+                    "lacks the {} index (`tokenlife setup` adds it)",
+                    wanted.name
+                ),
+            );
+        };
+        if index.index_status() != Some(&aws_sdk_dynamodb::types::IndexStatus::Active) {
+            return Finding::problem(
+                what,
+                format!(
+                    "its {} index is {:?}, not ACTIVE yet: mirror-mode verifications fail until it is",
+                    wanted.name,
+                    index.index_status()
+                ),
+            );
+        }
+        if !wanted.matches(index) {
+            return Finding::problem(
+                what,
+                format!(
+                    "its {} index is of another layout (partition {}, sort {}, projecting {}): recreate the index",
+                    wanted.name,
+                    wanted.partition,
+                    wanted.sort,
+                    wanted.projected.join(", ")
                 ),
             );
         }

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 
 use super::{
     Client, ClientPage, ClientStore, CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument,
-    ReplaceOutcome, Revocation, RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner,
-    SessionPage, SessionStore, SessionSummary, StoreError, User, UserPage, UserStore,
+    ReplaceOutcome, Revocation, RevocationChange, RevocationKey, SaveOutcome, Session,
+    SessionCursor, SessionOwner, SessionPage, SessionStore, SessionSummary, StoreError, User,
+    UserPage, UserStore,
 };
 use crate::clock::Clock;
 
@@ -35,6 +36,8 @@ struct State {
     clients: BTreeMap<String, Client>,
     sessions: HashMap<String, Session>,
     revocations: HashMap<RevocationKey, Revocation>,
+    /// When each revocation entry was last written (ms): the mirror's feed.
+    revocation_changes: HashMap<RevocationKey, u64>,
     keys: KeyRegistryDocument,
     /// Login-limiting counters: key -> (failures, expires_at).
     login_failures: HashMap<String, (u64, u64)>,
@@ -66,6 +69,12 @@ impl MemoryStore {
             let now = self.clock.now_secs();
             state.sessions.retain(|_, s| s.expires_at > now);
             state.revocations.retain(|_, r| r.expires_at > now);
+            let State {
+                revocations,
+                revocation_changes,
+                ..
+            } = &mut *state;
+            revocation_changes.retain(|key, _| revocations.contains_key(key));
             state
                 .login_failures
                 .retain(|_, (_, expires)| *expires > now);
@@ -80,8 +89,11 @@ impl MemoryStore {
 }
 
 impl State {
-    /// Writes a revocation entry; a higher `below_version` and a later expiry win.
-    fn put_revocation(&mut self, revocation: &Revocation) {
+    /// Writes a revocation entry at `now_ms`; a higher `below_version` and a later expiry
+    /// win.
+    fn put_revocation(&mut self, revocation: &Revocation, now_ms: u64) {
+        self.revocation_changes
+            .insert(revocation.key.clone(), now_ms);
         let entry = self
             .revocations
             .entry(revocation.key.clone())
@@ -177,7 +189,7 @@ impl UserStore for MemoryStore {
         }
         state.users.insert(user.username.clone(), user.clone());
         if let Some(revocation) = ending_sessions {
-            state.put_revocation(revocation);
+            state.put_revocation(revocation, self.clock.now_ms());
         }
         Ok(SaveOutcome::Saved)
     }
@@ -196,7 +208,7 @@ impl UserStore for MemoryStore {
             Some(_) => {}
         }
         state.users.remove(&user.username);
-        state.put_revocation(ending_sessions);
+        state.put_revocation(ending_sessions, self.clock.now_ms());
         Ok(SaveOutcome::Saved)
     }
 
@@ -263,7 +275,7 @@ impl ClientStore for MemoryStore {
             Some(_) => {}
         }
         state.clients.remove(&client.id);
-        state.put_revocation(ending_tokens);
+        state.put_revocation(ending_tokens, self.clock.now_ms());
         Ok(SaveOutcome::Saved)
     }
 
@@ -335,11 +347,15 @@ impl SessionStore for MemoryStore {
         state
             .revocations
             .insert(revocation.key.clone(), revocation.clone());
+        state
+            .revocation_changes
+            .insert(revocation.key.clone(), self.clock.now_ms());
         Ok(())
     }
 
     async fn put_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
-        self.lock_for_write().put_revocation(revocation);
+        let now_ms = self.clock.now_ms();
+        self.lock_for_write().put_revocation(revocation, now_ms);
         Ok(())
     }
 
@@ -385,6 +401,26 @@ impl SessionStore for MemoryStore {
         Ok(keys
             .iter()
             .filter_map(|key| state.revocations.get(key).cloned())
+            .collect())
+    }
+
+    async fn revocations_changed_since(
+        &self,
+        since_ms: u64,
+        live_after: u64,
+    ) -> Result<Vec<RevocationChange>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .revocations
+            .iter()
+            .filter(|(_, revocation)| revocation.expires_at > live_after)
+            .filter_map(|(key, revocation)| {
+                let changed_ms = *state.revocation_changes.get(key)?;
+                (changed_ms >= since_ms).then(|| RevocationChange {
+                    revocation: revocation.clone(),
+                    changed_ms,
+                })
+            })
             .collect())
     }
 }

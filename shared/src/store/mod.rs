@@ -230,6 +230,14 @@ pub struct Revocation {
     pub below_version: u64,
 }
 
+/// A revocation entry as the revocation mirror's feed reads it: with the time of its last
+/// write (by the writer's clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationChange {
+    pub revocation: Revocation,
+    pub changed_ms: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplaceOutcome {
     Replaced,
@@ -354,4 +362,14 @@ pub trait SessionStore: Send + Sync {
     /// The entries present for `keys`, in one round trip. Expired entries may be returned.
     async fn find_revocations(&self, keys: &[RevocationKey])
     -> Result<Vec<Revocation>, StoreError>;
+    /// The revocation mirror's feed: the entries last written at or after `since_ms` (by
+    /// the writer's clock) and expiring after `live_after` (seconds). On DynamoDB one
+    /// `Query` (and its pages) per UTC day of the revocations table's `by-change` index —
+    /// never a `Scan`; eventually consistent, so an entry may show up a little after its
+    /// write (the mirror reads an overlap again).
+    async fn revocations_changed_since(
+        &self,
+        since_ms: u64,
+        live_after: u64,
+    ) -> Result<Vec<RevocationChange>, StoreError>;
 }

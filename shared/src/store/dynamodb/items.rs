@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | users | `username` S | `user_id` S, `password_hash` S (argon2id PHC), `scopes` S (space-separated), `disabled` BOOL, `created_ms` N, `version` N (both absent on items written before they existed: 0) |
 //! | sessions | `id` S | `user_id` S (GSI `by-user`), `scope` S, `client_id` S?, `user_version` N, `created_ms` N, `expires_at` N (TTL), `last_used_ms` N, `user_agent` S?, `source_ip` S?, `generation` N, `current_hash` B, `reuse_key` B, `rotated_at_ms` N?, `sealed_successor` B?, `ended` BOOL |
-//! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`; login-limiting counters `fail#<digest>#<window>`) | `expires_at` N (TTL), `below_version` N (for `sub#`), `count` N (for `fail#`) |
+//! | revocations | `key` S (`jti#…`, `sid#…`, `sub#…`; login-limiting counters `fail#<digest>#<window>`) | `expires_at` N (TTL), `below_version` N (for `sub#`), `count` N (for `fail#`); entries (not counters): `changed_ms` N and `change_day` S (`d<UTC day>`), the keys of the `by-change` index |
 //! | clients | `client_id` S | `name` S, `secret_hash` S? (SHA-256, base64url), `previous_secret_hash` S?, `previous_secret_until` N?, `grant_types` S, `scopes` S (space-separated), `may_introspect` BOOL, `created_ms` N, `version` N |
 //! | keys | `id` S (one item: `registry`) | `version` N, `keys` L of M {`kid` S, `key_ref` S, `alg` S, `public_key` B, `state` S, `published_at` N, `state_since` N; a data key while it may sign: `wrapping_key` S, `wrapped_private_key` B} |
 //!
@@ -357,12 +357,29 @@ pub fn key_registry_from_item(item: &Item) -> Result<KeyRegistryDocument, StoreE
     })
 }
 
-pub fn revocation_to_item(revocation: &Revocation) -> Item {
+/// A revocation entry written at `changed_ms`: with the attributes of the `by-change`
+/// index, which the revocation mirror reads.
+pub fn revocation_to_item(revocation: &Revocation, changed_ms: u64) -> Item {
     HashMap::from([
         ("key".to_owned(), s(&revocation_key_text(&revocation.key))),
         ("expires_at".to_owned(), n(revocation.expires_at)),
         ("below_version".to_owned(), n(revocation.below_version)),
+        ("changed_ms".to_owned(), n(changed_ms)),
+        (
+            "change_day".to_owned(),
+            s(&change_day_text(change_day(changed_ms))),
+        ),
     ])
+}
+
+/// The UTC day (since the epoch) of a time in milliseconds: the `by-change` partition.
+pub fn change_day(ms: u64) -> u64 {
+    ms / 86_400_000
+}
+
+/// The `change_day` attribute of day `day`.
+pub fn change_day_text(day: u64) -> String {
+    format!("d{day}")
 }
 
 pub fn revocation_from_item(item: &Item) -> Result<Revocation, StoreError> {
@@ -473,7 +490,7 @@ mod tests {
                 below_version: 10,
             };
             assert_eq!(
-                revocation_from_item(&revocation_to_item(&revocation)).unwrap(),
+                revocation_from_item(&revocation_to_item(&revocation, 1_800_000_000_000)).unwrap(),
                 revocation
             );
         }

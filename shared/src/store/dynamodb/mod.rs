@@ -33,15 +33,15 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     Client, ClientPage, ClientStore, CreateOutcome, KeyRecord, KeyRegistry, KeyRegistryDocument,
-    ReplaceOutcome, Revocation, RevocationKey, SaveOutcome, Session, SessionCursor, SessionOwner,
-    SessionPage, SessionStore, StoreError, User, UserPage, UserStore,
+    ReplaceOutcome, Revocation, RevocationChange, RevocationKey, SaveOutcome, Session,
+    SessionCursor, SessionOwner, SessionPage, SessionStore, StoreError, User, UserPage, UserStore,
 };
 use crate::clock::Clock;
 use items::{
-    Item, KEY_REGISTRY_ID, client_from_item, client_to_item, get_bool, get_n, get_s,
-    key_registry_from_item, key_registry_to_item, n, revocation_from_item, revocation_key_text,
-    revocation_to_item, s, session_from_item, session_summary_from_item, session_to_item,
-    user_from_item, user_to_item,
+    Item, KEY_REGISTRY_ID, change_day, change_day_text, client_from_item, client_to_item, get_bool,
+    get_n, get_s, key_registry_from_item, key_registry_to_item, n, revocation_from_item,
+    revocation_key_text, revocation_to_item, s, session_from_item, session_summary_from_item,
+    session_to_item, user_from_item, user_to_item,
 };
 
 /// The table names.
@@ -80,6 +80,10 @@ const LIST_QUERIES_PER_PAGE: usize = 4;
 
 /// Name of the sessions table's index by user.
 pub const SESSIONS_BY_USER_INDEX: &str = "by-user";
+/// Name of the revocations table's index of changes: partition `change_day` (the UTC day
+/// of the write), sort `changed_ms`; only revocation entries carry them (not the
+/// login-limiting counters), so the index holds nothing else.
+pub const REVOCATIONS_BY_CHANGE_INDEX: &str = "by-change";
 
 pub struct DynamoStore {
     client: DynamoDb,
@@ -256,7 +260,7 @@ impl DynamoStore {
         let put = built(
             Put::builder()
                 .table_name(&self.tables.revocations)
-                .set_item(Some(revocation_to_item(revocation)))
+                .set_item(Some(revocation_to_item(revocation, self.clock.now_ms())))
                 .condition_expression(USER_ENTRY_NEVER_BACK)
                 .expression_attribute_names("#bv", "below_version")
                 .expression_attribute_values(":bv", n(revocation.below_version))
@@ -907,7 +911,7 @@ impl SessionStore for DynamoStore {
         let put = built(
             Put::builder()
                 .table_name(&self.tables.revocations)
-                .set_item(Some(revocation_to_item(revocation)))
+                .set_item(Some(revocation_to_item(revocation, self.clock.now_ms())))
                 .build(),
         )?;
         let end = built(
@@ -957,7 +961,7 @@ impl SessionStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.tables.revocations)
-            .set_item(Some(revocation_to_item(revocation)));
+            .set_item(Some(revocation_to_item(revocation, self.clock.now_ms())));
         if matches!(revocation.key, RevocationKey::User(_)) {
             request = request
                 .condition_expression(USER_ENTRY_NEVER_BACK)
@@ -1060,7 +1064,58 @@ impl SessionStore for DynamoStore {
             .map(revocation_from_item)
             .collect()
     }
+
+    async fn revocations_changed_since(
+        &self,
+        since_ms: u64,
+        live_after: u64,
+    ) -> Result<Vec<RevocationChange>, StoreError> {
+        // Every UTC day from the first asked for to today — plus the margin a writer whose
+        // clock runs ahead might have written into.
+        let last = change_day(self.clock.now_ms().saturating_add(CLOCK_AHEAD_MARGIN_MS));
+        // The mirror asks for a day or two; never more than a month of queries.
+        let first = change_day(since_ms).max(last.saturating_sub(FEED_MAX_DAYS));
+        let mut changes = Vec::new();
+        for day in first..=last {
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.revocations)
+                    .index_name(REVOCATIONS_BY_CHANGE_INDEX)
+                    .key_condition_expression("#day = :day AND #changed >= :since")
+                    .filter_expression("#expires > :live")
+                    .expression_attribute_names("#day", "change_day")
+                    .expression_attribute_names("#changed", "changed_ms")
+                    .expression_attribute_names("#expires", "expires_at")
+                    .expression_attribute_values(":day", s(&change_day_text(day)))
+                    .expression_attribute_values(":since", n(since_ms))
+                    .expression_attribute_values(":live", n(live_after))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("Query revocations by-change", e))?;
+                for item in page.items() {
+                    changes.push(RevocationChange {
+                        revocation: revocation_from_item(item)?,
+                        changed_ms: get_n(item, "changed_ms")?,
+                    });
+                }
+                start = page.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(changes)
+    }
 }
+
+/// The most days one feed read goes back.
+const FEED_MAX_DAYS: u64 = 31;
+/// How far ahead of this process's clock another writer's may be, for the feed's days.
+const CLOCK_AHEAD_MARGIN_MS: u64 = crate::config::CLOCK_SKEW_ALLOWANCE_SECS * 1000;
 
 #[async_trait]
 impl KeyRegistry for DynamoStore {
