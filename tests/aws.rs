@@ -872,6 +872,17 @@ async fn mirror_mode_verifies_with_no_aws_call_and_sees_revocations_at_the_next_
     assert_eq!(poll.keys().collect::<Vec<_>>(), vec!["Query"], "{poll:?}");
     assert!(poll["Query"] <= 2, "one day, two around midnight: {poll:?}");
     f.service.authorize(&kept).await.unwrap();
+
+    // Revoking it again writes nothing: no new change in the feed, no index write.
+    let after_ms = f.clock.now_ms() + 1;
+    f.clock.advance_ms(5_000);
+    revoker.revoke(&early, None).await.unwrap();
+    let changes = f
+        .store()
+        .revocations_changed_since(after_ms, f.clock.now_secs())
+        .await
+        .unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
 }
 
 /// Tables made before mirror mode (or in lookup mode) lack the `by-change` index: `check`
@@ -997,7 +1008,13 @@ async fn data_key_signing_unwraps_once_per_process_and_never_calls_sign() {
             )))
             .send()
             .await;
-        assert!(elsewhere.is_err(), "{alg:?}: opened under another context");
+        assert!(
+            elsewhere
+                .unwrap_err()
+                .into_service_error()
+                .is_invalid_ciphertext_exception(),
+            "{alg:?}: opened under another context"
+        );
     }
 }
 

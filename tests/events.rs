@@ -1140,3 +1140,30 @@ fn every_alarm_notifies_and_is_documented() {
         );
     }
 }
+
+/// The data keys' wrapping key never carries the registry's tag: rotate-keys may schedule
+/// the deletion of keys with that tag, and deleting the wrapping key would make every data
+/// key useless. Its retirement right is also limited to signing-key specs.
+#[test]
+fn template_keeps_the_wrapping_key_out_of_rotations_reach() {
+    let template = template();
+    let (_, wrapping) = template
+        .split_once("\n  WrappingKey:\n")
+        .expect("a WrappingKey resource");
+    let wrapping = &wrapping[..wrapping.find("\n\n").unwrap_or(wrapping.len())];
+    assert!(wrapping.contains("Key: tokenlife-wrapping"), "{wrapping}");
+    assert!(!wrapping.contains("Key: tokenlife-registry"), "{wrapping}");
+    let (_, retire) = template
+        .split_once("Action: [kms:GetPublicKey, kms:ScheduleKeyDeletion]")
+        .expect("rotation's retirement right");
+    let retire = &retire[..retire.find("\n            - ").unwrap_or(retire.len())];
+    assert!(
+        retire.contains("kms:KeySpec: [ECC_NIST_P256, RSA_2048]"),
+        "{retire}"
+    );
+    assert_eq!(
+        tokenlife::keys::data_key::WRAPPING_TAG,
+        "tokenlife-wrapping",
+        "setup tags its wrapping key as the template does"
+    );
+}

@@ -417,8 +417,9 @@ async fn ensure_wrapping_key(
         Err(WrappingKeyProblem::Missing) if config.wrapping_key.is_none() => {}
         Err(problem) => return Err(fail(&format!("wrapping key {key}"), problem)),
     }
+    // Not the registry's tag: that one lets rotation retire keys (see template.yaml).
     let tag = aws_sdk_kms::types::Tag::builder()
-        .tag_key(crate::keys::kms::REGISTRY_TAG)
+        .tag_key(crate::keys::data_key::WRAPPING_TAG)
         .tag_value(&config.tables.keys)
         .build()
         .map_err(|e| fail("wrapping key tag", e))?;
@@ -443,20 +444,34 @@ async fn ensure_wrapping_key(
         .key_metadata()
         .map(|m| m.arn().unwrap_or(m.key_id()).to_owned())
         .ok_or_else(|| fail("CreateKey (wrapping key)", "no key id in the answer"))?;
-    // Best effort: yearly rotation of the wrapping key's material (old wraps still open).
-    let _ = kms.enable_key_rotation().key_id(&arn).send().await;
-    kms.create_alias()
+    let aliased = kms
+        .create_alias()
         .alias_name(&key)
         .target_key_id(&arn)
         .send()
-        .await
-        .map_err(|e| {
-            fail(
-                "CreateAlias (wrapping key)",
-                aws_sdk_kms::error::DisplayErrorContext(e),
-            )
-        })?;
-    Ok(format!("wrapping key {key}: created ({arn})"))
+        .await;
+    if let Err(error) = aliased {
+        // Unreachable without its alias: do not leave it behind (the next run makes another).
+        let _ = kms
+            .schedule_key_deletion()
+            .key_id(&arn)
+            .pending_window_in_days(7)
+            .send()
+            .await;
+        return Err(fail(
+            "CreateAlias (wrapping key)",
+            aws_sdk_kms::error::DisplayErrorContext(error),
+        ));
+    }
+    // Yearly rotation of the key material by KMS (older wraps still open).
+    let rotation = match kms.enable_key_rotation().key_id(&arn).send().await {
+        Ok(_) => "yearly material rotation on".to_owned(),
+        Err(e) => format!(
+            "material rotation NOT enabled: {}",
+            aws_sdk_kms::error::DisplayErrorContext(e)
+        ),
+    };
+    Ok(format!("wrapping key {key}: created ({arn}; {rotation})"))
 }
 
 #[derive(Debug, thiserror::Error)]

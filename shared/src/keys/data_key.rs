@@ -50,6 +50,9 @@ use crate::secrets::{b64url, random_bytes};
 pub const DATA_KEY_PREFIX: &str = "data-key/";
 /// The encryption-context member naming the key's registry record.
 pub const KEY_CONTEXT: &str = "tokenlife-key";
+/// The tag of a wrapping key `tokenlife setup` makes (value: the keys table). Deliberately
+/// not [`REGISTRY_TAG`], which grants rotation the right to retire a key.
+pub const WRAPPING_TAG: &str = "tokenlife-wrapping";
 
 /// A private key as KMS wrapped it: only `kms:Decrypt` with the wrapping key (and the
 /// encryption context) turns it back into a key.
@@ -145,30 +148,27 @@ pub struct DataKeySigner {
     kid: String,
     algorithm: SigningAlgorithm,
     public_key_der: Vec<u8>,
-    wrapped: WrappedKey,
+    /// `None`: the record lost its wrapped copy (an older version re-saved the registry):
+    /// signing fails, verifying does not care.
+    wrapped: Option<WrappedKey>,
     unwrapped: tokio::sync::OnceCell<LocalSigner>,
 }
 
 impl DataKeySigner {
-    /// A signer for `record` of the registry `registry` (no network call yet); `record`
-    /// must carry its wrapped key.
-    pub fn new(client: Client, registry: &str, record: &KeyRecord) -> Result<Self, KeyError> {
-        let wrapped = record.wrapped.clone().ok_or_else(|| {
-            KeyError::Invalid(format!(
-                "the registry holds no wrapped private key for {}",
-                record.kid
-            ))
-        })?;
-        Ok(Self {
+    /// A signer for `record` of the registry `registry` (no network call yet). A record
+    /// without its wrapped key makes a signer that cannot sign — never a key ring that
+    /// cannot verify.
+    pub fn new(client: Client, registry: &str, record: &KeyRecord) -> Self {
+        Self {
             client,
             registry: registry.to_owned(),
             key_ref: record.key_ref.clone(),
             kid: record.kid.clone(),
             algorithm: record.algorithm,
             public_key_der: record.public_key_der.clone(),
-            wrapped,
+            wrapped: record.wrapped.clone(),
             unwrapped: tokio::sync::OnceCell::new(),
-        })
+        }
     }
 
     pub fn key_ref(&self) -> &str {
@@ -176,11 +176,17 @@ impl DataKeySigner {
     }
 
     async fn unwrap(&self) -> Result<LocalSigner, KeyError> {
+        let wrapped = self.wrapped.as_ref().ok_or_else(|| {
+            KeyError::Invalid(format!(
+                "the registry holds no wrapped private key for {}",
+                self.kid
+            ))
+        })?;
         let output = self
             .client
             .decrypt()
-            .key_id(&self.wrapped.wrapping_key)
-            .ciphertext_blob(Blob::new(self.wrapped.ciphertext.clone()))
+            .key_id(&wrapped.wrapping_key)
+            .ciphertext_blob(Blob::new(wrapped.ciphertext.clone()))
             .set_encryption_context(Some(encryption_context(&self.registry, &self.key_ref)))
             .send()
             .await

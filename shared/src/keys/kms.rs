@@ -188,21 +188,24 @@ impl KmsVault {
         self
     }
 
-    fn data_key_signer(&self, key: &KeyRecord) -> Result<std::sync::Arc<DataKeySigner>, KeyError> {
-        let mut held = self
-            .data_key
+    fn held_data_key(&self) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<DataKeySigner>>> {
+        self.data_key
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn data_key_signer(&self, key: &KeyRecord) -> std::sync::Arc<DataKeySigner> {
+        let mut held = self.held_data_key();
         if let Some(signer) = held.as_ref().filter(|s| s.key_ref() == key.key_ref) {
-            return Ok(signer.clone());
+            return signer.clone();
         }
         let signer = std::sync::Arc::new(DataKeySigner::new(
             self.client.clone(),
             &self.registry_tag,
             key,
-        )?);
+        ));
         *held = Some(signer.clone());
-        Ok(signer)
+        signer
     }
 }
 
@@ -338,8 +341,10 @@ impl KeyVault for KmsVault {
 
     fn signer(&self, key: &KeyRecord) -> Result<std::sync::Arc<dyn Signer>, KeyError> {
         if data_key::is_data_key(&key.key_ref) {
-            return Ok(self.data_key_signer(key)?);
+            return Ok(self.data_key_signer(key));
         }
+        // A KMS key is active: an unwrapped data key has no business staying in memory.
+        self.held_data_key().take();
         Ok(std::sync::Arc::new(KmsSigner::with_public_key(
             self.client.clone(),
             &key.key_ref,

@@ -16,8 +16,10 @@
 //! `revocations_changed_since`: on DynamoDB a `Query` of the `by-change` index, no `Scan`)
 //! while the others go on with the copy they have. Each read goes back
 //! [`OVERLAP_MS`] before the last one began (the index is eventually consistent and
-//! writers' clocks differ), and once a minute [`DEEP_OVERLAP_MS`]: an entry that reaches the
-//! index later than that is missed by warm processes (cold ones read it) — see the README.
+//! writers' clocks differ), and once a minute [`DEEP_OVERLAP_MS`] (16 minutes: AWS refuses
+//! requests signed by a clock more than 15 minutes off, so no entry is stamped further
+//! behind): an entry that reaches the index later than that is missed by warm processes
+//! (cold ones read it) — see the README.
 //!
 //! **Failing closed.** When the copy has not been refreshed for longer than
 //! `TOKENLIFE_REVOCATION_MAX_STALENESS` (reads failing), every verification answers 503
@@ -40,8 +42,10 @@ use crate::store::{Revocation, RevocationChange, RevocationKey, SessionStore, St
 pub const RELEVANT_MS: u64 = (ACCESS_TTL_MAX_SECS + BLOCKLIST_MARGIN_SECS) * 1000;
 /// How far before the last read's start each read goes back.
 pub const OVERLAP_MS: u64 = 10_000;
-/// How far back the read of once a minute goes.
-pub const DEEP_OVERLAP_MS: u64 = 300_000;
+/// How far back the read of once a minute goes: past the 15 minutes of clock skew AWS
+/// accepts in a signed request (SigV4), so an entry stamped by a writer whose clock is
+/// behind — a laptop running the CLI — still reaches every warm copy within a minute.
+pub const DEEP_OVERLAP_MS: u64 = 16 * 60_000;
 /// How often a read goes back [`DEEP_OVERLAP_MS`].
 const DEEP_EVERY_MS: u64 = 60_000;
 /// How often entries past their end are dropped from the copy.
@@ -416,5 +420,43 @@ mod tests {
         let cold = RevocationMirror::new(f.feed.clone(), f.clock.clone(), 1, 10);
         cold.find(&[]).await.unwrap();
         assert!(cold.is_empty());
+    }
+
+    /// A writer whose clock is behind (a laptop running the CLI) stamps its entry before
+    /// the reader's last read: the per-poll overlap misses it, the once-a-minute read finds
+    /// it; a cold copy always does.
+    #[tokio::test]
+    async fn an_entry_stamped_behind_the_last_read_is_found_by_the_minute_read() {
+        let reader = Arc::new(ManualClock::new(1_800_000_000_000));
+        let writer = Arc::new(ManualClock::new(1_800_000_000_000 - 11_000));
+        let store = Arc::new(MemoryStore::new(writer.clone()));
+        let mirror =
+            RevocationMirror::new(Arc::new(StoreFeed(store.clone())), reader.clone(), 1, 10);
+        let key = RevocationKey::User("laptop-banned".into());
+        let covered =
+            || async { mirror.find(std::slice::from_ref(&key)).await.unwrap().len() == 1 };
+        assert!(!covered().await); // the cold read
+        reader.advance_ms(500);
+        writer.advance_ms(500);
+        let ban = Revocation {
+            key: key.clone(),
+            expires_at: reader.now_secs() + 86_400,
+            below_version: 2,
+        };
+        store.put_revocation(&ban).await.unwrap();
+        for _ in 0..59 {
+            reader.advance_ms(1_000);
+            assert!(
+                !covered().await,
+                "stamped 11 s behind: outside the poll overlap"
+            );
+        }
+        reader.advance_ms(1_000);
+        assert!(covered().await, "the minute read goes back 16 minutes");
+        let cold = RevocationMirror::new(Arc::new(StoreFeed(store)), reader.clone(), 1, 10);
+        assert_eq!(
+            cold.find(std::slice::from_ref(&key)).await.unwrap().len(),
+            1
+        );
     }
 }

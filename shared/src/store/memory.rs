@@ -92,14 +92,18 @@ impl State {
     /// Writes a revocation entry at `now_ms`; a higher `below_version` and a later expiry
     /// win.
     fn put_revocation(&mut self, revocation: &Revocation, now_ms: u64) {
-        self.revocation_changes
-            .insert(revocation.key.clone(), now_ms);
+        let before = self.revocations.get(&revocation.key).cloned();
         let entry = self
             .revocations
             .entry(revocation.key.clone())
             .or_insert_with(|| revocation.clone());
         entry.expires_at = entry.expires_at.max(revocation.expires_at);
         entry.below_version = entry.below_version.max(revocation.below_version);
+        // As on DynamoDB: a write that changes nothing is not a change.
+        if before.as_ref() != Some(entry) {
+            self.revocation_changes
+                .insert(revocation.key.clone(), now_ms);
+        }
     }
 
     /// Whether the stored user is exactly `version` of user `id`.

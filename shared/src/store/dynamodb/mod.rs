@@ -967,6 +967,13 @@ impl SessionStore for DynamoStore {
                 .condition_expression(USER_ENTRY_NEVER_BACK)
                 .expression_attribute_names("#bv", "below_version")
                 .expression_attribute_values(":bv", n(revocation.below_version));
+        } else {
+            // Revoking again what is revoked writes nothing: a flood of the same revocation
+            // costs no write of the table or of its `by-change` index.
+            request = request
+                .condition_expression("attribute_not_exists(#exp) OR #exp < :exp")
+                .expression_attribute_names("#exp", "expires_at")
+                .expression_attribute_values(":exp", n(revocation.expires_at));
         }
         match request.send().await {
             Ok(_) => Ok(()),
@@ -975,7 +982,7 @@ impl SessionStore for DynamoStore {
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(()) // a higher user-wide revocation is already there
+                Ok(()) // an entry covering as much is already there
             }
             Err(error) => Err(sdk_error("PutItem revocations", error)),
         }
