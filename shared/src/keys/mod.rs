@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use jsonwebtoken::DecodingKey;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -53,13 +53,6 @@ impl SigningAlgorithm {
             "ES256" => Some(Self::Es256),
             "RS256" => Some(Self::Rs256),
             _ => None,
-        }
-    }
-
-    pub fn jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        match self {
-            Self::Es256 => jsonwebtoken::Algorithm::ES256,
-            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
         }
     }
 }
@@ -108,12 +101,13 @@ pub struct JwkSet {
     pub keys: Vec<Jwk>,
 }
 
-/// A published verification key, ready to verify with.
+/// A published verification key, ready to verify with: parsed once by aws-lc (an RSA key's
+/// Montgomery form, an EC point's validation) rather than at every verification.
 #[derive(Clone)]
 pub struct PublicKey {
     pub jwk: Jwk,
     pub algorithm: SigningAlgorithm,
-    pub decoding_key: DecodingKey,
+    verifier: ParsedPublicKey,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -131,14 +125,12 @@ impl PublicKey {
     pub fn from_spki_der(der: &[u8], algorithm: SigningAlgorithm) -> Result<Self, KeyError> {
         let parsed = der::parse_spki(der)
             .ok_or_else(|| KeyError::Invalid("not a P-256 or RSA SubjectPublicKeyInfo".into()))?;
-        let (jwk, decoding_key) = match (algorithm, parsed) {
+        let (jwk, verification) = match (algorithm, parsed) {
             (SigningAlgorithm::Es256, der::SpkiKey::P256 { x, y }) => {
                 let (x, y) = (b64url(&x), b64url(&y));
                 // RFC 7638: required members only, lexicographic order, no whitespace.
                 let thumbprint_input =
                     format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-                let decoding_key = DecodingKey::from_ec_components(&x, &y)
-                    .map_err(|e| KeyError::Invalid(e.to_string()))?;
                 let jwk = Jwk {
                     kty: "EC".into(),
                     kid: b64url(&sha256(thumbprint_input.as_bytes())),
@@ -150,7 +142,7 @@ impl PublicKey {
                     n: None,
                     e: None,
                 };
-                (jwk, decoding_key)
+                (jwk, &signature::ECDSA_P256_SHA256_FIXED as &'static dyn VerificationAlgorithm)
             }
             (SigningAlgorithm::Rs256, der::SpkiKey::Rsa { n, e }) => {
                 if n.len() < 256 {
@@ -158,7 +150,6 @@ impl PublicKey {
                         "RSA keys must be at least 2048 bits".into(),
                     ));
                 }
-                let decoding_key = DecodingKey::from_rsa_raw_components(&n, &e);
                 let (n, e) = (b64url(&n), b64url(&e));
                 let thumbprint_input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
                 let jwk = Jwk {
@@ -172,7 +163,7 @@ impl PublicKey {
                     n: Some(n),
                     e: Some(e),
                 };
-                (jwk, decoding_key)
+                (jwk, &signature::RSA_PKCS1_2048_8192_SHA256 as &'static dyn VerificationAlgorithm)
             }
             (algorithm, _) => {
                 return Err(KeyError::Invalid(format!(
@@ -181,15 +172,23 @@ impl PublicKey {
                 )));
             }
         };
+        let verifier = ParsedPublicKey::new(verification, der)
+            .map_err(|e| KeyError::Invalid(format!("aws-lc refused the public key: {e}")))?;
         Ok(Self {
             jwk,
             algorithm,
-            decoding_key,
+            verifier,
         })
     }
 
     pub fn kid(&self) -> &str {
         &self.jwk.kid
+    }
+
+    /// Whether `signature` is this key's signature of `message`, by the key's own algorithm
+    /// (ES256: fixed-width R||S; RS256: PKCS#1 v1.5 with SHA-256, 2048 to 8192 bits).
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verify_sig(message, signature).is_ok()
     }
 }
 
