@@ -170,8 +170,10 @@ fn main() {
             .clone();
         let parsed = ParsedPublicKey::new(
             match algorithm {
-                SigningAlgorithm::Es256 => &signature::ECDSA_P256_SHA256_FIXED
-                    as &'static dyn signature::VerificationAlgorithm,
+                SigningAlgorithm::Es256 => {
+                    &signature::ECDSA_P256_SHA256_FIXED
+                        as &'static dyn signature::VerificationAlgorithm
+                }
                 SigningAlgorithm::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             },
             &spki,

@@ -142,7 +142,10 @@ impl PublicKey {
                     n: None,
                     e: None,
                 };
-                (jwk, &signature::ECDSA_P256_SHA256_FIXED as &'static dyn VerificationAlgorithm)
+                (
+                    jwk,
+                    &signature::ECDSA_P256_SHA256_FIXED as &'static dyn VerificationAlgorithm,
+                )
             }
             (SigningAlgorithm::Rs256, der::SpkiKey::Rsa { n, e }) => {
                 if n.len() < 256 {
@@ -163,7 +166,10 @@ impl PublicKey {
                     n: Some(n),
                     e: Some(e),
                 };
-                (jwk, &signature::RSA_PKCS1_2048_8192_SHA256 as &'static dyn VerificationAlgorithm)
+                (
+                    jwk,
+                    &signature::RSA_PKCS1_2048_8192_SHA256 as &'static dyn VerificationAlgorithm,
+                )
             }
             (algorithm, _) => {
                 return Err(KeyError::Invalid(format!(
