@@ -22,7 +22,7 @@ use crate::keys::{JwkSet, KeyCache, KeyError, KeyRecord, KeyRing, KeyRotation, R
 use crate::metrics::{self, Count};
 use crate::passwords::{MAX_PASSWORD_BYTES, PasswordHasher};
 use crate::refresh::{RefreshToken, new_reuse_key, new_session_id};
-use crate::secrets::{b64url, constant_time_eq, random_bytes, sha256};
+use crate::secrets::{b64url, constant_time_eq, random_bytes};
 use crate::store::{
     Client, ClientStore, CreateOutcome, Device, ReplaceOutcome, Revocation, RevocationKey,
     Rotation, Session, SessionOwner, SessionStore, UserStore,
@@ -148,43 +148,122 @@ pub struct TokenService {
 /// presentation, as without it. Only tokens that verified are kept.
 #[derive(Default)]
 struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], (u64, AccessClaims)>>,
+    entries: Mutex<HashMap<u64, Verified, BuildKeyed>>,
+    /// The process's random SipHash key: a token's place in the cache. Not a cryptographic
+    /// digest — a cached verification is only used for the very bytes it verified (compared
+    /// in full on every hit), so a collision can cost a re-verification, never a forgery.
+    hasher: std::hash::RandomState,
 }
 
-/// Bound on the cache of verified tokens (about 8 MB with the map's own table); when full,
-/// entries that cannot hit again go (expired, or of an earlier key ring), and if that
-/// frees less than a tenth, all.
+/// What the cache knows of a token, by the ring that verified it.
+enum Verified {
+    /// Verified once (by the ring, expiring at the time): the next presentation verifies
+    /// again and keeps the claims. A token seen once (most are, behind an authorizer with
+    /// its own result cache) costs the cache a few dozen bytes, not a copy of itself and
+    /// its claims.
+    Once(u64, u64),
+    /// Verified at least twice: the token's bytes and claims, to skip the signature check.
+    Claims(u64, Box<(Box<str>, AccessClaims)>),
+}
+
+/// Bound on the cache of verified tokens; when full, entries that cannot hit again go
+/// (of an earlier key ring, or expired), and if that frees less than a tenth, all.
 pub const VERIFIED_CACHE_ENTRIES: usize = 10_000;
+/// Longer tokens are verified every time, never kept (their bytes and claims would be):
+/// the cache stays under ~40 MB whatever the scopes, ~10 MB with ordinary tokens.
+const VERIFIED_CACHE_TOKEN_BYTES: usize = 2048;
+
+/// The cache's keys are already keyed SipHash values: the map uses them as they are.
+#[derive(Default, Clone, Copy)]
+struct BuildKeyed;
+
+#[derive(Default)]
+struct Keyed(u64);
+
+impl std::hash::BuildHasher for BuildKeyed {
+    type Hasher = Keyed;
+    fn build_hasher(&self) -> Keyed {
+        Keyed(0)
+    }
+}
+
+impl std::hash::Hasher for Keyed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys reach here (write_u64); anything else is folded in, never lost.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
 
 impl VerifiedTokens {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (u64, AccessClaims)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Verified, BuildKeyed>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, digest: &[u8; 32], ring: u64) -> Option<AccessClaims> {
-        self.lock()
-            .get(digest)
-            .filter(|(verified_by, _)| *verified_by == ring)
-            .map(|(_, claims)| claims.clone())
+    /// The token's key in the cache.
+    fn key_of(&self, token: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, token)
     }
 
-    fn insert(&self, digest: [u8; 32], ring: u64, claims: &AccessClaims, now_secs: u64) {
-        let entry = (ring, claims.clone());
+    fn get(&self, key: u64, token: &str, ring: u64) -> Option<AccessClaims> {
+        match self.lock().get(&key) {
+            Some(Verified::Claims(verified_by, entry))
+                if *verified_by == ring
+                    && constant_time_eq(entry.0.as_bytes(), token.as_bytes()) =>
+            {
+                Some(entry.1.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Notes that `ring` verified `token` (with `claims`).
+    fn insert(&self, key: u64, token: &str, ring: u64, claims: &AccessClaims, now_secs: u64) {
         let evicted = {
             let mut entries = self.lock();
             let mut evicted = None;
-            if entries.len() >= VERIFIED_CACHE_ENTRIES && !entries.contains_key(&digest) {
-                // What can never hit again goes: expired, or verified by an earlier ring.
-                entries.retain(|_, (verified_by, c)| *verified_by == ring && c.exp > now_secs);
+            if entries.len() >= VERIFIED_CACHE_ENTRIES && !entries.contains_key(&key) {
+                // What can never hit again goes: verified by an earlier ring, or expired.
+                entries.retain(|_, entry| match entry {
+                    Verified::Once(verified_by, exp) => *verified_by == ring && *exp > now_secs,
+                    Verified::Claims(verified_by, e) => *verified_by == ring && e.1.exp > now_secs,
+                });
                 if entries.len() >= VERIFIED_CACHE_ENTRIES * 9 / 10 {
                     // Still nearly full: start afresh, and free the old map after the
-                    // lock is released (10 000 entries' strings), not under it.
+                    // lock is released, not under it.
                     evicted = Some(std::mem::take(&mut *entries));
                 }
             }
-            entries.insert(digest, entry);
+            let entry = match entries.get(&key) {
+                // Kept already (a concurrent verification of the same token got there first).
+                Some(Verified::Claims(verified_by, e))
+                    if *verified_by == ring
+                        && constant_time_eq(e.0.as_bytes(), token.as_bytes()) =>
+                {
+                    None
+                }
+                Some(Verified::Once(verified_by, _))
+                    if *verified_by == ring && token.len() <= VERIFIED_CACHE_TOKEN_BYTES =>
+                {
+                    Some(Verified::Claims(
+                        ring,
+                        Box::new((token.into(), claims.clone())),
+                    ))
+                }
+                _ => Some(Verified::Once(ring, claims.exp)),
+            };
+            if let Some(entry) = entry {
+                entries.insert(key, entry);
+            }
             evicted
         };
         drop(evicted);
@@ -688,13 +767,14 @@ impl TokenService {
         if bearer.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge.into());
         }
-        let digest = sha256(bearer.as_bytes());
+        let key = self.verified.key_of(bearer);
         let ring = self.deps.keys.ring().await?;
-        let claims = match self.verified.get(&digest, ring.id()) {
+        let claims = match self.verified.get(key, bearer, ring.id()) {
             Some(claims) => claims,
             None => match self.verifier.verify_ignoring_time(&ring, bearer) {
                 Ok(claims) => {
-                    self.verified.insert(digest, ring.id(), &claims, now_secs);
+                    self.verified
+                        .insert(key, bearer, ring.id(), &claims, now_secs);
                     claims
                 }
                 // A key this ring does not know: the reload path (never cached).

@@ -1,5 +1,5 @@
 //! Access tokens: the RFC 9068 claims, signing through a [`Signer`](crate::keys::Signer),
-//! and verification with jsonwebtoken (aws-lc-rs backend).
+//! and verification (aws-lc-rs, keys parsed once per key ring).
 //!
 //! Verification order: size and shape, header (`typ` must be `at+jwt`, `kid` must be a
 //! published key, `alg` must be that key's algorithm), signature, `iss`/`aud`, then times
@@ -99,20 +99,25 @@ pub enum TokenError {
 
 /// The JOSE header members we read; anything else is ignored, except `crit` (we support no
 /// extensions, so a token that marks one critical is refused, RFC 7515 section 4.1.11).
+///
+/// Borrowed from the decoded bytes: a member with a JSON escape in it does not parse (the
+/// token is malformed). We never write one, and a `kid` or `alg` that needs escaping names
+/// no key of ours.
 #[derive(Deserialize)]
-struct JoseHeader {
-    alg: String,
+struct JoseHeader<'a> {
+    alg: &'a str,
     #[serde(default)]
-    typ: Option<String>,
+    typ: Option<&'a str>,
     #[serde(default)]
-    kid: Option<String>,
+    kid: Option<&'a str>,
     #[serde(default)]
-    crit: Option<serde_json::Value>,
+    crit: Option<serde::de::IgnoredAny>,
 }
 
 /// Verifies access tokens against a [`KeyRing`]: our counterpart of jsonwebtoken's
-/// `Validation`, done in one pass (header and claims parsed once each; the signature check
-/// is jsonwebtoken's on aws-lc-rs).
+/// `Validation`, done in one pass (header and claims decoded on the stack and parsed once
+/// each, the header borrowed; the signature checked by aws-lc-rs with the key the ring
+/// parsed once).
 pub struct AccessTokenVerifier {
     issuer: String,
     audience: String,
@@ -170,23 +175,27 @@ impl AccessTokenVerifier {
         else {
             return Err(TokenError::Malformed);
         };
-        let header: JoseHeader = decode_part(header)?;
-        let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
-                || t.eq_ignore_ascii_case("application/at+jwt")
-        });
-        if !typ_ok {
-            return Err(TokenError::WrongType);
-        }
-        if header.crit.is_some() {
-            return Err(TokenError::Malformed);
-        }
-        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-        let key = keys.verification_key(kid).ok_or(TokenError::UnknownKey)?;
-        // The algorithm comes from the published key, never from the token's header.
-        if header.alg != key.algorithm.name() {
-            return Err(TokenError::WrongAlgorithm);
-        }
+        let key = with_decoded(header, |bytes| {
+            let header: JoseHeader =
+                serde_json::from_slice(bytes).map_err(|_| TokenError::Malformed)?;
+            let typ_ok = header.typ.is_some_and(|t| {
+                t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
+                    || t.eq_ignore_ascii_case("application/at+jwt")
+            });
+            if !typ_ok {
+                return Err(TokenError::WrongType);
+            }
+            if header.crit.is_some() {
+                return Err(TokenError::Malformed);
+            }
+            let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+            let key = keys.verification_key(kid).ok_or(TokenError::UnknownKey)?;
+            // The algorithm comes from the published key, never from the token's header.
+            if header.alg != key.algorithm.name() {
+                return Err(TokenError::WrongAlgorithm);
+            }
+            Ok(key)
+        })?;
         let signing_input = &token[..header_and_payload_len(token)];
         // Decoded on the stack: RSA signatures up to 4096 bits (the keys we publish are
         // 2048), ES256's 64 bytes.
@@ -197,7 +206,9 @@ impl AccessTokenVerifier {
         if !key.verifies(signing_input.as_bytes(), &signature_bytes[..length]) {
             return Err(TokenError::BadSignature);
         }
-        let claims: AccessClaims = decode_part(payload)?;
+        let claims: AccessClaims = with_decoded(payload, |bytes| {
+            serde_json::from_slice(bytes).map_err(|_| TokenError::Malformed)
+        })?;
         if claims.iss != self.issuer {
             return Err(TokenError::WrongIssuer);
         }
@@ -213,8 +224,13 @@ pub fn header_kid(token: &str) -> Option<String> {
     if token.len() > MAX_TOKEN_BYTES {
         return None;
     }
-    let header: JoseHeader = decode_part(token.split('.').next()?).ok()?;
-    header.kid
+    with_decoded(token.split('.').next()?, |bytes| {
+        let header: JoseHeader =
+            serde_json::from_slice(bytes).map_err(|_| TokenError::Malformed)?;
+        Ok(header.kid.map(str::to_owned))
+    })
+    .ok()
+    .flatten()
 }
 
 /// Length of `header.payload` (the JWS signing input) in a three-part token.
@@ -222,9 +238,22 @@ fn header_and_payload_len(token: &str) -> usize {
     token.rfind('.').unwrap_or(0)
 }
 
-fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
-    let bytes = crate::secrets::b64url_decode(part).ok_or(TokenError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+/// Runs `read` on the base64url-decoded `part`: decoded on the stack when it fits (every
+/// header, and the claims of any ordinary token), else on the heap.
+fn with_decoded<R>(
+    part: &str,
+    read: impl FnOnce(&[u8]) -> Result<R, TokenError>,
+) -> Result<R, TokenError> {
+    let mut buffer = [0u8; 1024];
+    if base64::decoded_len_estimate(part.len()) <= buffer.len() {
+        let length = URL_SAFE_NO_PAD
+            .decode_slice(part, &mut buffer)
+            .map_err(|_| TokenError::Malformed)?;
+        read(&buffer[..length])
+    } else {
+        let bytes = crate::secrets::b64url_decode(part).ok_or(TokenError::Malformed)?;
+        read(&bytes)
+    }
 }
 
 #[cfg(test)]
@@ -446,5 +475,46 @@ mod tests {
             let swapped = format!("{input}.{foreign}");
             assert!(!theirs(&swapped) && !ours(&swapped), "{alg:?}");
         }
+    }
+
+    /// Encodings we never write are refused whatever their signature; parts too long for
+    /// the stack buffers take the heap path and verify the same.
+    #[test]
+    fn odd_encodings_are_refused_and_long_parts_still_verify() {
+        let keys = ring(SigningAlgorithm::Es256);
+        let token = sign(&keys, &claims());
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        for odd in [
+            format!("{input}.{signature}=="),
+            format!("{input}."),
+            format!("{input}.{}", b64url(&[7u8; 600])),
+            format!("{input}.{signature}A"),
+        ] {
+            assert!(
+                verifier().verify_ignoring_time(&keys, &odd).is_err(),
+                "{odd}"
+            );
+        }
+        // A 1 500-byte header member: decoded on the heap, signed by us, accepted.
+        let (signer, kid) = keys.signer().unwrap();
+        let header = serde_json::json!({
+            "alg": "ES256", "typ": ACCESS_TOKEN_TYPE, "kid": kid, "x": "a".repeat(1500),
+        });
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(&serde_json::to_vec(&claims()).unwrap())
+        );
+        let signature = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(signer.sign(input.as_bytes()))
+            .unwrap();
+        let long = format!("{input}.{}", b64url(&signature));
+        assert_eq!(
+            verifier().verify_ignoring_time(&keys, &long).unwrap(),
+            claims()
+        );
+        assert_eq!(header_kid(&long).as_deref(), Some(kid));
     }
 }

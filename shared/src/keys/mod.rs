@@ -148,10 +148,17 @@ impl PublicKey {
                 )
             }
             (SigningAlgorithm::Rs256, der::SpkiKey::Rsa { n, e }) => {
-                if n.len() < 256 {
-                    return Err(KeyError::Invalid(
-                        "RSA keys must be at least 2048 bits".into(),
-                    ));
+                // 2048 to 4096 bits, exactly (the verifier's signature buffer holds 4096).
+                let significant = n.iter().position(|&b| b != 0).map_or(&n[..0], |i| &n[i..]);
+                let bits = (significant.len() * 8).saturating_sub(
+                    significant
+                        .first()
+                        .map_or(8, |b| b.leading_zeros() as usize),
+                );
+                if !(2048..=4096).contains(&bits) {
+                    return Err(KeyError::Invalid(format!(
+                        "RSA keys must have 2048 to 4096 bits, not {bits}"
+                    )));
                 }
                 let (n, e) = (b64url(&n), b64url(&e));
                 let thumbprint_input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
@@ -192,7 +199,7 @@ impl PublicKey {
     }
 
     /// Whether `signature` is this key's signature of `message`, by the key's own algorithm
-    /// (ES256: fixed-width R||S; RS256: PKCS#1 v1.5 with SHA-256, 2048 to 8192 bits).
+    /// (ES256: fixed-width R||S; RS256: PKCS#1 v1.5 with SHA-256; keys of 2048 to 4096 bits).
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         self.verifier.verify_sig(message, signature).is_ok()
     }

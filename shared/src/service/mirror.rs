@@ -191,9 +191,22 @@ impl RevocationMirror {
             Err(_) if self.fresh_enough(age) => return Ok(()),
             Err(_) => {
                 let guard = self.reading.lock().await;
-                let age = self.age_ms(self.clock.now_ms());
+                let now_ms = self.clock.now_ms();
+                let age = self.age_ms(now_ms);
                 if age.is_some_and(|age| age < self.poll_ms) {
                     return Ok(());
+                }
+                // The read waited for just failed, and the copy is too old to answer: do
+                // not queue another read behind it for every waiting caller.
+                let just_failed = self
+                    .read_copy()
+                    .failed_at_ms
+                    .is_some_and(|at| now_ms.saturating_sub(at) < self.poll_ms);
+                if just_failed {
+                    return Err(MirrorUnavailable(
+                        "no successful read for longer than the staleness bound".into(),
+                    )
+                    .into());
                 }
                 guard
             }
@@ -201,7 +214,8 @@ impl RevocationMirror {
         match self.read_changes(now_ms).await {
             Ok(()) => Ok(()),
             Err(error) => {
-                self.write_copy().failed_at_ms = Some(now_ms);
+                // When it ended: a slow failing read must not let every waiter start another.
+                self.write_copy().failed_at_ms = Some(self.clock.now_ms());
                 let age = self.age_ms(self.clock.now_ms());
                 if self.fresh_enough(age) {
                     tracing::warn!(error = %error, "revocation mirror: read failed; using the copy");

@@ -443,9 +443,10 @@ async fn a_cached_verification_does_not_outlive_its_key() {
     let f = Embedded::start_with(|c| c.key_cache_ttl_secs = 3600).await;
     f.add_user("alice", &["user"]).await;
     let grant = f.login("alice").await;
-    // Verified twice: the second presentation comes from the cache.
-    f.service.authorize(&grant.access_token).await.unwrap();
-    f.service.authorize(&grant.access_token).await.unwrap();
+    // Verified twice (the cache then holds its claims), the third presentation from it.
+    for _ in 0..3 {
+        f.service.authorize(&grant.access_token).await.unwrap();
+    }
     let keys = f.service.list_keys().await.unwrap();
     let active = keys.iter().find(|k| k.state.name() == "active").unwrap();
     f.service.retire_key(&active.kid).await.unwrap();
@@ -453,8 +454,10 @@ async fn a_cached_verification_does_not_outlive_its_key() {
         f.service.authorize(&grant.access_token).await,
         Err(Error::InvalidToken(TokenError::UnknownKey))
     ));
-    // And the cache keeps checking the times: an expired token is refused though cached.
+    // And the cache keeps checking the times: an expired token is refused though cached
+    // (verified twice: the cache holds its claims).
     let fresh = f.login("alice").await;
+    f.service.authorize(&fresh.access_token).await.unwrap();
     f.service.authorize(&fresh.access_token).await.unwrap();
     f.clock
         .advance_secs(f.service.config().access_ttl_secs + f.service.config().leeway_secs + 1);
@@ -462,4 +465,33 @@ async fn a_cached_verification_does_not_outlive_its_key() {
         f.service.authorize(&fresh.access_token).await,
         Err(Error::InvalidToken(TokenError::Expired))
     ));
+}
+
+/// A cached verification is only ever used for the very bytes that were verified: after a
+/// token is in the cache, the same token with its claims or signature altered is refused.
+#[tokio::test]
+async fn the_cache_of_verified_tokens_never_accepts_other_bytes() {
+    let f = Embedded::start().await;
+    f.add_user("alice", &["user"]).await;
+    let token = f.login("alice").await.access_token;
+    for _ in 0..3 {
+        f.service.authorize(&token).await.unwrap();
+    }
+    let (header, rest) = token.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&crate::secrets::b64url_decode(payload).unwrap()).unwrap();
+    claims["scope"] = "user admin".into();
+    let raised = format!(
+        "{header}.{}.{signature}",
+        crate::secrets::b64url(claims.to_string().as_bytes())
+    );
+    let mut flipped = token.clone().into_bytes();
+    let last = flipped.len() - 2;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for forged in [raised, flipped, format!("{token} "), format!("{token}.")] {
+        assert!(f.service.authorize(&forged).await.is_err(), "{forged}");
+    }
+    f.service.authorize(&token).await.unwrap();
 }
