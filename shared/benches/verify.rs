@@ -9,8 +9,9 @@
 //! token presented again (a hit).
 //!
 //! Run: `cargo bench -p tokenlife --bench verify` (figures in BENCHMARKS.md). A plain timing
-//! loop rather than criterion: rounds alternate between the two paths so that noise from
-//! the shared machine hits both alike, and the median round is reported.
+//! loop rather than criterion: within each round the paths take turns in batches of 64, so
+//! that noise from the shared machine hits all of them alike, and the median round is
+//! reported.
 //!
 //! Without `--bench` (as `cargo test --benches` runs it, in the test command) it is a smoke
 //! run: one short round, every path exercised and checked, no figure worth reading.
@@ -34,19 +35,6 @@ fn plan() -> (usize, Duration) {
     } else {
         (1, Duration::from_millis(30))
     }
-}
-
-/// Calls `f` repeatedly for about `round_time`; returns operations per second.
-fn rate(round_time: Duration, mut f: impl FnMut()) -> f64 {
-    let mut count = 0u64;
-    let start = Instant::now();
-    while start.elapsed() < round_time {
-        for _ in 0..64 {
-            f();
-        }
-        count += 64;
-    }
-    count as f64 / start.elapsed().as_secs_f64()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -215,28 +203,40 @@ fn main() {
         // both, carried over rounds, so that every presentation is of the token presented
         // least recently — more presentations ago than the cache holds.
         let mut next_token = 0usize;
+        // Within a round the paths take turns in batches of 64 (a few ms each), and each
+        // path's rate is its batches' count over their summed time: a slowdown of the
+        // shared machine lasting longer than a few ms falls on every path alike, so the
+        // ratios hold even when the absolute figures wander.
+        const BATCH: u64 = 64;
         for _ in 0..rounds {
-            raw.push(rate(round_time, || assert!(black_box(raw_verify()))));
-            raw_once.push(rate(round_time, || assert!(black_box(raw_parsed()))));
-            // The handler runs inside the async runtime already: one block_on per round.
-            ours.push(runtime.block_on(async {
-                let mut count = 0u64;
+            let mut spent = [Duration::ZERO; 5];
+            let mut batches = 0u64;
+            let round = Instant::now();
+            while round.elapsed() < round_time * 5 {
+                batches += 1;
                 let start = Instant::now();
-                while start.elapsed() < round_time {
-                    for _ in 0..64 {
+                for _ in 0..BATCH {
+                    assert!(black_box(raw_verify()));
+                }
+                spent[0] += start.elapsed();
+                let start = Instant::now();
+                for _ in 0..BATCH {
+                    assert!(black_box(raw_parsed()));
+                }
+                spent[1] += start.elapsed();
+                // The handlers run inside the async runtime: one block_on per batch.
+                let start = Instant::now();
+                runtime.block_on(async {
+                    for _ in 0..BATCH {
                         let token = &tokens[next_token % tokens.len()];
                         next_token += 1;
                         assert!(black_box(service.authorize(black_box(token)).await.is_ok()));
                     }
-                    count += 64;
-                }
-                count as f64 / start.elapsed().as_secs_f64()
-            }));
-            authorizer.push(runtime.block_on(async {
-                let mut count = 0u64;
+                });
+                spent[2] += start.elapsed();
                 let start = Instant::now();
-                while start.elapsed() < round_time {
-                    for _ in 0..64 {
+                runtime.block_on(async {
+                    for _ in 0..BATCH {
                         let header = &mut headers[next_token % tokens.len()];
                         next_token += 1;
                         std::mem::swap(&mut event["headers"]["authorization"], header);
@@ -246,23 +246,25 @@ fn main() {
                         std::mem::swap(&mut event["headers"]["authorization"], header);
                         assert!(black_box(answer.is_ok()));
                     }
-                    count += 64;
-                }
-                count as f64 / start.elapsed().as_secs_f64()
-            }));
-            again.push(runtime.block_on(async {
-                let mut count = 0u64;
+                });
+                spent[3] += start.elapsed();
                 let start = Instant::now();
-                while start.elapsed() < round_time {
-                    for _ in 0..64 {
+                runtime.block_on(async {
+                    for _ in 0..BATCH {
                         assert!(black_box(
                             service.authorize(black_box(&token)).await.is_ok()
                         ));
                     }
-                    count += 64;
-                }
-                count as f64 / start.elapsed().as_secs_f64()
-            }));
+                });
+                spent[4] += start.elapsed();
+            }
+            // Every path ran `batches` batches this round.
+            let rate = |i: usize| (batches * BATCH) as f64 / spent[i].as_secs_f64();
+            raw.push(rate(0));
+            raw_once.push(rate(1));
+            ours.push(rate(2));
+            authorizer.push(rate(3));
+            again.push(rate(4));
         }
         let (raw, raw_once, ours, authorizer, again) = (
             median(raw),
