@@ -215,18 +215,8 @@ async fn ensure_index(
     index: &IndexSpec,
 ) -> Result<Option<String>, SetupError> {
     use aws_sdk_dynamodb::types::{CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate};
-    let described = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| {
-            fail(
-                &format!("DescribeTable {table}"),
-                aws_sdk_dynamodb::error::DisplayErrorContext(e),
-            )
-        })?;
-    let present = described
+    let present = describe_table(client, table)
+        .await?
         .table()
         .map(|t| t.global_secondary_indexes())
         .unwrap_or_default()
@@ -301,22 +291,30 @@ async fn create_table(
     }
 }
 
+/// `DescribeTable`, its failure in setup's words.
+async fn describe_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput, SetupError> {
+    client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                &format!("DescribeTable {table}"),
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })
+}
+
 async fn wait_until_active(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<(), SetupError> {
     for _ in 0..120 {
-        let output = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| {
-                fail(
-                    &format!("DescribeTable {table}"),
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
+        let output = describe_table(client, table).await?;
         if output.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             return Ok(());
         }
