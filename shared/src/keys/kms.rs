@@ -419,3 +419,62 @@ where
         KeyError::Invalid(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyState;
+    use crate::keys::data_key::WrappedKey;
+
+    fn record(key_ref: &str, wrapped: bool) -> KeyRecord {
+        KeyRecord {
+            kid: format!("kid-{key_ref}"),
+            key_ref: key_ref.into(),
+            algorithm: SigningAlgorithm::Es256,
+            public_key_der: Vec::new(),
+            state: KeyState::Active,
+            published_at: 0,
+            state_since: 0,
+            wrapped: wrapped.then(|| WrappedKey {
+                wrapping_key: "arn:aws:kms:eu-west-1:000000000000:key/w".into(),
+                ciphertext: vec![1, 2, 3],
+            }),
+        }
+    }
+
+    /// The vault holds one data key's signer (so it unwraps once), and lets it go as soon as
+    /// another key — a data key or a KMS key — is the active one: an unwrapped key does not
+    /// outlive its time as the signing key. No AWS call is made.
+    #[test]
+    fn the_vault_holds_only_the_active_data_key() {
+        let client = Client::from_conf(
+            aws_sdk_kms::Config::builder()
+                .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+                .region(aws_sdk_kms::config::Region::new("eu-west-1"))
+                .build(),
+        );
+        let vault = KmsVault::new(client, "registry", 7, None);
+        let held = || {
+            vault
+                .held_data_key()
+                .as_ref()
+                .map(|s| s.key_ref().to_owned())
+        };
+        let first = vault.data_key_signer(&record("data-key/a", true));
+        let again = vault.data_key_signer(&record("data-key/a", true));
+        assert!(std::sync::Arc::ptr_eq(&first, &again), "one signer per key");
+        let weak = std::sync::Arc::downgrade(&first);
+        drop((first, again));
+        vault.signer(&record("data-key/b", true)).unwrap();
+        assert_eq!(held().as_deref(), Some("data-key/b"));
+        assert!(weak.upgrade().is_none(), "the previous data key is gone");
+        let b = std::sync::Arc::downgrade(&vault.data_key_signer(&record("data-key/b", true)));
+        vault
+            .signer(&record("arn:aws:kms:eu-west-1:000000000000:key/k", false))
+            .unwrap();
+        assert_eq!(held(), None);
+        assert!(b.upgrade().is_none(), "a KMS key active: no data key held");
+        // A data key whose record lost its wrapped copy still makes a ring (it cannot sign).
+        assert!(vault.signer(&record("data-key/c", false)).is_ok());
+    }
+}
