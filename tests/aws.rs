@@ -879,7 +879,7 @@ async fn mirror_mode_verifies_with_no_aws_call_and_sees_revocations_at_the_next_
     revoker.revoke(&early, None).await.unwrap();
     let changes = f
         .store()
-        .revocations_changed_since(after_ms, f.clock.now_secs())
+        .revocations_changed_since(after_ms, f.clock.now_secs(), 100)
         .await
         .unwrap();
     assert!(changes.is_empty(), "{changes:?}");

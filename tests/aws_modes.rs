@@ -298,7 +298,13 @@ async fn mirror_memory(entries: usize) {
         store.put_revocation(&revocation).await.unwrap();
     }
     let before = HEAP.load(Ordering::SeqCst);
-    let mirror = RevocationMirror::new(Arc::new(StoreFeed(store.clone())), clock, 1, 10);
+    let mirror = RevocationMirror::new(
+        Arc::new(StoreFeed(store.clone())),
+        clock,
+        1,
+        10,
+        tokenlife::service::mirror::MIRROR_MAX_ENTRIES,
+    );
     let start = Instant::now();
     mirror.find(&[]).await.unwrap();
     let load = start.elapsed();

@@ -317,6 +317,7 @@ impl TokenService {
                 deps.clock.clone(),
                 config.revocation_poll_secs,
                 config.revocation_max_staleness_secs,
+                mirror::MIRROR_MAX_ENTRIES,
             )
         });
         Self {

@@ -21,6 +21,10 @@
 //! behind): an entry that reaches the index later than that is missed by warm processes
 //! (cold ones read it) — see the README.
 //!
+//! **Bounded.** A copy holds at most [`MIRROR_MAX_ENTRIES`]; a process whose copy would
+//! grow past it drops it and looks every verification up in the store from then on (as
+//! `lookup` mode does), rather than run out of memory.
+//!
 //! **Failing closed.** When the copy has not been refreshed for longer than
 //! `TOKENLIFE_REVOCATION_MAX_STALENESS` (reads failing), every verification answers 503
 //! until a read succeeds; a cold process answers 503 until its first read succeeds.
@@ -50,6 +54,10 @@ pub const DEEP_OVERLAP_MS: u64 = 16 * 60_000;
 const DEEP_EVERY_MS: u64 = 60_000;
 /// How often entries past their end are dropped from the copy.
 const SWEEP_EVERY_MS: u64 = 60_000;
+/// The most entries a copy holds (~86 bytes each: ~43 MB). Past it — revocations written
+/// faster than ~350 a minute all day long — the process stops mirroring and looks each
+/// verification up in the store, as in `lookup` mode, until it ends.
+pub const MIRROR_MAX_ENTRIES: usize = 500_000;
 
 /// What the mirror keeps of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,17 +77,22 @@ struct Copy {
     /// When the last read failed (ms): while the copy is fresh enough, the next read waits
     /// a poll interval, so a failing store is not asked on every verification.
     failed_at_ms: Option<u64>,
+    /// More entries than the bound: the copy was dropped; every verification looks up.
+    overflowed: bool,
 }
 
-/// Where the mirror reads changes: a store's `revocations_changed_since` (every
-/// [`SessionStore`] is one).
+/// Where the mirror reads changes (a store's `revocations_changed_since`, at most `limit`
+/// and one more), and where it looks entries up once it holds too many (the store's
+/// `find_revocations`).
 #[async_trait]
 pub trait RevocationFeed: Send + Sync {
     async fn changed_since(
         &self,
         since_ms: u64,
         live_after: u64,
+        limit: usize,
     ) -> Result<Vec<RevocationChange>, StoreError>;
+    async fn lookup(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError>;
 }
 
 /// A store as the mirror's feed.
@@ -91,8 +104,15 @@ impl RevocationFeed for StoreFeed {
         &self,
         since_ms: u64,
         live_after: u64,
+        limit: usize,
     ) -> Result<Vec<RevocationChange>, StoreError> {
-        self.0.revocations_changed_since(since_ms, live_after).await
+        self.0
+            .revocations_changed_since(since_ms, live_after, limit)
+            .await
+    }
+
+    async fn lookup(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError> {
+        self.0.find_revocations(keys).await
     }
 }
 
@@ -101,6 +121,7 @@ pub struct RevocationMirror {
     clock: Arc<dyn Clock>,
     poll_ms: u64,
     max_staleness_ms: u64,
+    max_entries: usize,
     copy: RwLock<Copy>,
     /// One read at a time.
     reading: tokio::sync::Mutex<()>,
@@ -118,17 +139,20 @@ impl From<MirrorUnavailable> for StoreError {
 }
 
 impl RevocationMirror {
+    /// A mirror holding at most `max_entries` ([`MIRROR_MAX_ENTRIES`] in service).
     pub fn new(
         feed: Arc<dyn RevocationFeed>,
         clock: Arc<dyn Clock>,
         poll_secs: u64,
         max_staleness_secs: u64,
+        max_entries: usize,
     ) -> Self {
         Self {
             feed,
             clock,
             poll_ms: poll_secs.saturating_mul(1000),
             max_staleness_ms: max_staleness_secs.saturating_mul(1000),
+            max_entries,
             copy: RwLock::new(Copy::default()),
             reading: tokio::sync::Mutex::new(()),
         }
@@ -138,22 +162,33 @@ impl RevocationMirror {
     /// refreshing it if it is older than the poll interval; an error when it is older than
     /// the staleness bound and cannot be refreshed.
     pub async fn find(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError> {
+        if self.read_copy().overflowed {
+            return self.feed.lookup(keys).await;
+        }
         let now_ms = self.clock.now_ms();
         let age = self.age_ms(now_ms);
         if age.is_none_or(|age| age >= self.poll_ms) {
             self.refresh(now_ms, age).await?;
         }
-        let copy = self.read_copy();
-        Ok(keys
-            .iter()
-            .filter_map(|key| {
-                copy.entries.get(key).map(|entry| Revocation {
-                    key: key.clone(),
-                    expires_at: entry.until,
-                    below_version: entry.below_version,
-                })
+        // One look at the copy: either it answers, or it has overflowed (then the store).
+        let answer = {
+            let copy = self.read_copy();
+            (!copy.overflowed).then(|| {
+                keys.iter()
+                    .filter_map(|key| {
+                        copy.entries.get(key).map(|entry| Revocation {
+                            key: key.clone(),
+                            expires_at: entry.until,
+                            below_version: entry.below_version,
+                        })
+                    })
+                    .collect()
             })
-            .collect())
+        };
+        match answer {
+            Some(found) => Ok(found),
+            None => self.feed.lookup(keys).await,
+        }
     }
 
     /// Entries held (tests, the memory benchmark).
@@ -242,8 +277,23 @@ impl RevocationMirror {
             }
         };
         let now_secs = started_ms / 1000;
-        let changes = self.feed.changed_since(since_ms, now_secs).await?;
+        let changes = self
+            .feed
+            .changed_since(since_ms, now_secs, self.max_entries)
+            .await?;
         let mut copy = self.write_copy();
+        if changes.len() > self.max_entries
+            || copy.entries.len().saturating_add(changes.len()) > self.max_entries.saturating_mul(2)
+        {
+            // Cannot hold what matters within the bound: drop the copy, look up from now on.
+            tracing::warn!(
+                bound = self.max_entries,
+                "revocation mirror: too many live entries; looking every verification up"
+            );
+            copy.entries = HashMap::new();
+            copy.overflowed = true;
+            return Ok(());
+        }
         for RevocationChange {
             revocation,
             changed_ms,
@@ -267,9 +317,19 @@ impl RevocationMirror {
         if deep {
             copy.deep_read_at_ms = started_ms;
         }
-        if started_ms.saturating_sub(copy.swept_at_ms) >= SWEEP_EVERY_MS {
+        if started_ms.saturating_sub(copy.swept_at_ms) >= SWEEP_EVERY_MS
+            || copy.entries.len() > self.max_entries
+        {
             copy.entries.retain(|_, entry| entry.until > now_secs);
             copy.swept_at_ms = started_ms;
+        }
+        if copy.entries.len() > self.max_entries {
+            tracing::warn!(
+                bound = self.max_entries,
+                "revocation mirror: too many live entries; looking every verification up"
+            );
+            copy.entries = HashMap::new();
+            copy.overflowed = true;
         }
         Ok(())
     }
@@ -296,6 +356,7 @@ mod tests {
         store: Arc<MemoryStore>,
         failing: AtomicBool,
         reads: AtomicUsize,
+        lookups: AtomicUsize,
     }
 
     #[async_trait]
@@ -304,14 +365,20 @@ mod tests {
             &self,
             since_ms: u64,
             live_after: u64,
+            limit: usize,
         ) -> Result<Vec<RevocationChange>, StoreError> {
             self.reads.fetch_add(1, Ordering::SeqCst);
             if self.failing.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("injected".into()));
             }
             self.store
-                .revocations_changed_since(since_ms, live_after)
+                .revocations_changed_since(since_ms, live_after, limit)
                 .await
+        }
+
+        async fn lookup(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.store.find_revocations(keys).await
         }
     }
 
@@ -328,8 +395,9 @@ mod tests {
             store: Arc::new(MemoryStore::new(clock.clone())),
             failing: AtomicBool::new(false),
             reads: AtomicUsize::new(0),
+            lookups: AtomicUsize::new(0),
         });
-        let mirror = RevocationMirror::new(feed.clone(), clock.clone(), 1, 10);
+        let mirror = RevocationMirror::new(feed.clone(), clock.clone(), 1, 10, 100);
         Fixture {
             clock,
             feed,
@@ -431,7 +499,7 @@ mod tests {
         f.mirror.find(&[]).await.unwrap();
         assert!(f.mirror.is_empty());
         // A cold mirror does not load it either.
-        let cold = RevocationMirror::new(f.feed.clone(), f.clock.clone(), 1, 10);
+        let cold = RevocationMirror::new(f.feed.clone(), f.clock.clone(), 1, 10, 100);
         cold.find(&[]).await.unwrap();
         assert!(cold.is_empty());
     }
@@ -444,8 +512,13 @@ mod tests {
         let reader = Arc::new(ManualClock::new(1_800_000_000_000));
         let writer = Arc::new(ManualClock::new(1_800_000_000_000 - 11_000));
         let store = Arc::new(MemoryStore::new(writer.clone()));
-        let mirror =
-            RevocationMirror::new(Arc::new(StoreFeed(store.clone())), reader.clone(), 1, 10);
+        let mirror = RevocationMirror::new(
+            Arc::new(StoreFeed(store.clone())),
+            reader.clone(),
+            1,
+            10,
+            100,
+        );
         let key = RevocationKey::User("laptop-banned".into());
         let covered =
             || async { mirror.find(std::slice::from_ref(&key)).await.unwrap().len() == 1 };
@@ -467,10 +540,33 @@ mod tests {
         }
         reader.advance_ms(1_000);
         assert!(covered().await, "the minute read goes back 16 minutes");
-        let cold = RevocationMirror::new(Arc::new(StoreFeed(store)), reader.clone(), 1, 10);
+        let cold = RevocationMirror::new(Arc::new(StoreFeed(store)), reader.clone(), 1, 10, 100);
         assert_eq!(
             cold.find(std::slice::from_ref(&key)).await.unwrap().len(),
             1
         );
+    }
+
+    /// More live entries than the bound: the process drops its copy and looks every
+    /// verification up (exact, like lookup mode) instead of growing without end.
+    #[tokio::test]
+    async fn past_its_bound_the_mirror_looks_every_verification_up() {
+        let f = fixture(); // bound: 100 entries
+        for i in 0..60 {
+            f.revoke(&format!("a{i}")).await;
+        }
+        assert!(f.revoked("a0").await.unwrap());
+        assert_eq!(f.mirror.len(), 60);
+        f.clock.advance_ms(1_000);
+        for i in 0..60 {
+            f.revoke(&format!("b{i}")).await;
+        }
+        assert!(f.revoked("b59").await.unwrap(), "found by a lookup");
+        assert!(f.mirror.is_empty(), "the copy is dropped");
+        assert!(f.feed.lookups.load(Ordering::SeqCst) >= 1);
+        // From now on a revocation counts at the next verification, as in lookup mode.
+        f.revoke("c").await;
+        assert!(f.revoked("c").await.unwrap());
+        assert!(!f.revoked("never").await.unwrap());
     }
 }

@@ -412,6 +412,7 @@ impl SessionStore for MemoryStore {
         &self,
         since_ms: u64,
         live_after: u64,
+        limit: usize,
     ) -> Result<Vec<RevocationChange>, StoreError> {
         let state = self.lock();
         Ok(state
@@ -425,6 +426,7 @@ impl SessionStore for MemoryStore {
                     changed_ms,
                 })
             })
+            .take(limit.saturating_add(1))
             .collect())
     }
 }

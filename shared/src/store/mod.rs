@@ -366,10 +366,12 @@ pub trait SessionStore: Send + Sync {
     /// the writer's clock) and expiring after `live_after` (seconds). On DynamoDB one
     /// `Query` (and its pages) per UTC day of the revocations table's `by-change` index —
     /// never a `Scan`; eventually consistent, so an entry may show up a little after its
-    /// write (the mirror reads an overlap again).
+    /// write (the mirror reads an overlap again). Stops once it has more than `limit`
+    /// entries (the mirror's bound: it then falls back to lookups).
     async fn revocations_changed_since(
         &self,
         since_ms: u64,
         live_after: u64,
+        limit: usize,
     ) -> Result<Vec<RevocationChange>, StoreError>;
 }

@@ -1076,6 +1076,7 @@ impl SessionStore for DynamoStore {
         &self,
         since_ms: u64,
         live_after: u64,
+        limit: usize,
     ) -> Result<Vec<RevocationChange>, StoreError> {
         // Every UTC day from the first asked for to today — plus the margin a writer whose
         // clock runs ahead might have written into.
@@ -1108,6 +1109,9 @@ impl SessionStore for DynamoStore {
                         revocation: revocation_from_item(item)?,
                         changed_ms: get_n(item, "changed_ms")?,
                     });
+                }
+                if changes.len() > limit {
+                    return Ok(changes);
                 }
                 start = page.last_evaluated_key;
                 if start.is_none() {
