@@ -162,11 +162,15 @@ impl RevocationMirror {
     /// refreshing it if it is older than the poll interval; an error when it is older than
     /// the staleness bound and cannot be refreshed.
     pub async fn find(&self, keys: &[RevocationKey]) -> Result<Vec<Revocation>, StoreError> {
-        if self.read_copy().overflowed {
+        let now_ms = self.clock.now_ms();
+        let (overflowed, age) = {
+            let copy = self.read_copy();
+            let age = copy.read_at_ms.map(|at| now_ms.saturating_sub(at));
+            (copy.overflowed, age)
+        };
+        if overflowed {
             return self.feed.lookup(keys).await;
         }
-        let now_ms = self.clock.now_ms();
-        let age = self.age_ms(now_ms);
         if age.is_none_or(|age| age >= self.poll_ms) {
             self.refresh(now_ms, age).await?;
         }
@@ -285,13 +289,7 @@ impl RevocationMirror {
         if changes.len() > self.max_entries
             || copy.entries.len().saturating_add(changes.len()) > self.max_entries.saturating_mul(2)
         {
-            // Cannot hold what matters within the bound: drop the copy, look up from now on.
-            tracing::warn!(
-                bound = self.max_entries,
-                "revocation mirror: too many live entries; looking every verification up"
-            );
-            copy.entries = HashMap::new();
-            copy.overflowed = true;
+            self.overflow(&mut copy);
             return Ok(());
         }
         for RevocationChange {
@@ -324,14 +322,20 @@ impl RevocationMirror {
             copy.swept_at_ms = started_ms;
         }
         if copy.entries.len() > self.max_entries {
-            tracing::warn!(
-                bound = self.max_entries,
-                "revocation mirror: too many live entries; looking every verification up"
-            );
-            copy.entries = HashMap::new();
-            copy.overflowed = true;
+            self.overflow(&mut copy);
         }
         Ok(())
+    }
+
+    /// The copy cannot hold what matters within the bound: drop it, and look every
+    /// verification up in the store from now on.
+    fn overflow(&self, copy: &mut Copy) {
+        tracing::warn!(
+            bound = self.max_entries,
+            "revocation mirror: too many live entries; looking every verification up"
+        );
+        copy.entries = HashMap::new();
+        copy.overflowed = true;
     }
 
     fn read_copy(&self) -> std::sync::RwLockReadGuard<'_, Copy> {
